@@ -1,0 +1,60 @@
+"""Event sourcing for Django: append-only logs of typed events, reduced into aggregates.
+
+Import the public API from here. The models live in
+``django_eventlog.models``; ``Log`` and ``Event`` are also available here,
+loaded on first use so that importing this package never loads models
+before Django's app registry is ready.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .aggregates import Aggregate, EventRecord, LogState, Reduction
+from .events import DomainEvent
+from .exceptions import (
+    ConcurrentAppend,
+    DuplicateEventType,
+    EventEncodingError,
+    EventLogError,
+    IdempotencyConflict,
+    IdempotentReplay,
+    ImmutableEvent,
+    InvalidArgument,
+    LogNotFound,
+    UnknownEventType,
+)
+
+if TYPE_CHECKING:
+    from .models import Event, Log, LogManager
+
+__all__ = [
+    "Aggregate",
+    "ConcurrentAppend",
+    "DomainEvent",
+    "DuplicateEventType",
+    "Event",
+    "EventEncodingError",
+    "EventLogError",
+    "EventRecord",
+    "IdempotencyConflict",
+    "IdempotentReplay",
+    "ImmutableEvent",
+    "InvalidArgument",
+    "Log",
+    "LogManager",
+    "LogNotFound",
+    "LogState",
+    "Reduction",
+    "UnknownEventType",
+]
+
+_MODELS = {"Event", "Log", "LogManager"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _MODELS:
+        from . import models
+
+        return getattr(models, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,103 @@
+"""Aggregates and the records and states that reduce() and append() pass around."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime
+from typing import Any, ClassVar, Generic, TypeVar
+from uuid import UUID
+
+import msgspec
+
+from .events import DomainEvent
+
+__all__ = ["Aggregate", "EventRecord", "LogState", "Reduction"]
+
+
+class Aggregate:
+    """Base class of the state reduced from a log's events.
+
+    A subclass must be constructible with no arguments (a dataclass whose
+    fields all have defaults is the usual shape) and implements
+    :meth:`apply`, which folds one event into the state::
+
+        @dataclass
+        class Payment(Aggregate):
+            amount_captured: int = 0
+
+            def apply(self, record: EventRecord) -> None:
+                match record.event:
+                    case Captured(amount=amount):
+                        self.amount_captured += amount
+
+    ``version`` names the shape of the state: bump it when ``apply`` or the
+    fields change so that states computed by the old code are not reused.
+    """
+
+    version: ClassVar[int] = 1
+
+    def apply(self, record: EventRecord) -> None:
+        """Fold one event into this state."""
+        raise NotImplementedError(
+            f"{type(self).__qualname__} must implement apply(record)."
+        )
+
+
+A = TypeVar("A", bound=Aggregate)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class EventRecord:
+    """One stored event as ``apply()`` receives it and ``load()`` returns it."""
+
+    index: int
+    type: str
+    recorded_at: datetime
+    idempotency_key: str | None
+    event: DomainEvent
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the record as JSON-ready builtins (ISO 8601 times, str UUIDs)."""
+        return {
+            "index": self.index,
+            "type": self.type,
+            "recorded_at": self.recorded_at.isoformat(),
+            "idempotency_key": self.idempotency_key,
+            "event": msgspec.to_builtins(self.event),
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class LogState:
+    """What a caller knows of a log: its id and the index the next event takes.
+
+    ``create_log`` and ``append`` return one; pass it to the next ``append``,
+    which fails with ``ConcurrentAppend`` if another writer took that index.
+    """
+
+    log_id: UUID
+    next_index: int
+
+
+@dataclasses.dataclass(frozen=True, init=False)
+class Reduction(LogState, Generic[A]):
+    """An aggregate reduced from a log through ``through_index``.
+
+    It is also the :class:`LogState` of the log as of that reduction, so it
+    can be passed straight to ``append``.
+    """
+
+    aggregate: A
+    reduced_at: datetime
+
+    def __init__(
+        self, log_id: UUID, aggregate: A, through_index: int, reduced_at: datetime
+    ) -> None:
+        super().__init__(log_id, through_index + 1)
+        object.__setattr__(self, "aggregate", aggregate)
+        object.__setattr__(self, "reduced_at", reduced_at)
+
+    @property
+    def through_index(self) -> int:
+        """Index of the last event applied (-1 when the log has none)."""
+        return self.next_index - 1

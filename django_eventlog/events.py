@@ -1,0 +1,137 @@
+"""Typed domain events and their JSON encoding.
+
+A ``DomainEvent`` subclass is a frozen dataclass with a stable stored type
+name. Events are encoded with msgspec, which decodes JSON straight into the
+declared field types in one pass (see ``benchmarks/event_codec.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from typing import Any, ClassVar, TypeVar
+
+import msgspec
+
+from .exceptions import DuplicateEventType, EventEncodingError, UnknownEventType
+
+if sys.version_info >= (3, 11):
+    from typing import dataclass_transform
+else:
+    from typing_extensions import dataclass_transform
+
+__all__ = ["DomainEvent", "decode_event", "encode_event", "event_class"]
+
+TYPE_NAME_MAX_LENGTH = 200
+
+_E = TypeVar("_E", bound="DomainEvent")
+
+_registry: dict[str, type[DomainEvent]] = {}
+_decoders: dict[type[DomainEvent], msgspec.json.Decoder[Any]] = {}
+_encoder = msgspec.json.Encoder()
+# A JSON "\u0000" escape that is not itself an escaped backslash: PostgreSQL's
+# jsonb cannot store it, so it is refused on every backend alike.
+_NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+@dataclass_transform(frozen_default=True)
+class DomainEvent:
+    """Base class of the events a log stores.
+
+    Subclasses are frozen dataclasses: declare fields with annotations, as
+    with ``@dataclass``. Each subclass is stored under ``type_name``, which
+    defaults to the class name; set it explicitly to keep stored events
+    readable after renaming or moving the class::
+
+        class Captured(DomainEvent):
+            type_name = "payment.captured"
+            amount: int
+            statement_descriptor: str
+
+    Two classes claiming one type name raise :class:`DuplicateEventType` when
+    the second is defined.
+    """
+
+    type_name: ClassVar[str]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        dataclasses.dataclass(frozen=True)(cls)
+        name = cls.__dict__.get("type_name", cls.__name__)
+        if (
+            not isinstance(name, str)
+            or not name
+            or len(name) > TYPE_NAME_MAX_LENGTH
+            or "\x00" in name
+        ):
+            raise DuplicateEventType(
+                f"{cls.__qualname__}.type_name must be a non-empty string of at "
+                f"most {TYPE_NAME_MAX_LENGTH} characters, got {name!r}."
+            )
+        cls.type_name = name
+        existing = _registry.get(name)
+        # Re-executing the same class definition (a reloaded module) replaces it.
+        if existing is not None and (existing.__module__, existing.__qualname__) != (
+            cls.__module__,
+            cls.__qualname__,
+        ):
+            raise DuplicateEventType(
+                f"Event type name {name!r} is claimed by both "
+                f"{existing.__module__}.{existing.__qualname__} and "
+                f"{cls.__module__}.{cls.__qualname__}; set type_name on one of them."
+            )
+        _registry[name] = cls
+        _decoders.pop(cls, None)
+
+
+def event_class(type_name: str) -> type[DomainEvent]:
+    """Return the class registered for a stored type name."""
+    try:
+        return _registry[type_name]
+    except KeyError:
+        raise UnknownEventType(type_name) from None
+
+
+def encode_event(event: DomainEvent) -> str:
+    """Encode an event to JSON text that decodes back to an equal event.
+
+    Raise :class:`EventEncodingError` when it cannot be, before anything is
+    stored: a field value of a type JSON cannot hold, a value that does not
+    match its declared type, a float NaN or infinity, a NUL character.
+    """
+    if not isinstance(event, DomainEvent):
+        raise EventEncodingError(
+            f"Expected a DomainEvent instance, got {type(event).__name__}."
+        )
+    cls = type(event)
+    try:
+        data = _encoder.encode(event)
+        decoded = _decoder(cls).decode(data)
+    except (msgspec.MsgspecError, TypeError, ValueError, OverflowError) as e:
+        raise EventEncodingError(
+            f"{cls.__qualname__} event cannot be stored as JSON: {e}"
+        ) from e
+    if decoded != event:
+        raise EventEncodingError(
+            f"{cls.__qualname__} event does not survive a JSON round trip "
+            f"(stored {data.decode()!r}); check its field values against their "
+            "declared types (NaN and infinite floats cannot be stored)."
+        )
+    if b"\\u0000" in data and _NUL_ESCAPE.search(data):
+        raise EventEncodingError(
+            f"{cls.__qualname__} event holds a NUL character, which cannot be stored."
+        )
+    return data.decode()
+
+
+def decode_event(type_name: str, payload: str | bytes) -> DomainEvent:
+    """Decode stored JSON into the class registered for ``type_name``."""
+    return _decoder(event_class(type_name)).decode(payload)
+
+
+def _decoder(cls: type[_E]) -> msgspec.json.Decoder[_E]:
+    decoder = _decoders.get(cls)
+    if decoder is None:
+        decoder = _decoders[cls] = msgspec.json.Decoder(cls)
+    return decoder

@@ -1,0 +1,573 @@
+"""The event store: ``Log`` and ``Event`` and the manager that writes them."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar, TypeVar, cast
+
+import django
+import msgspec
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, connections, models, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.functions import Cast
+from django.utils import timezone
+
+from .aggregates import Aggregate, EventRecord, LogState, Reduction
+from .conf import conf
+from .events import DomainEvent, decode_event, encode_event
+from .exceptions import (
+    ConcurrentAppend,
+    IdempotencyConflict,
+    IdempotentReplay,
+    ImmutableEvent,
+    InvalidArgument,
+    LogNotFound,
+)
+
+__all__ = ["Event", "EventManager", "EventQuerySet", "Log", "LogManager", "uuid7"]
+
+KIND_MAX_LENGTH = 100
+IDEMPOTENCY_KEY_MAX_LENGTH = 255
+
+A = TypeVar("A", bound=Aggregate)
+
+# (index, type, payload as JSON text, recorded_at, idempotency_key)
+_Row = tuple[int, str, str, datetime, "str | None"]
+
+
+def uuid7() -> uuid.UUID:
+    """Return a time-ordered UUID (RFC 9562 version 7).
+
+    Its first 48 bits are the Unix time in milliseconds, so new logs land at
+    the right-hand end of the primary key index.
+    """
+    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return uuid.UUID(int=value)
+
+
+class LogManager(models.Manager["Log"]):
+    """Create, append to, reduce and page through logs: ``Log.objects``.
+
+    Writes go to ``router.db_for_write(Event)`` and reads to
+    ``router.db_for_read(Event)`` unless the manager is bound to a database
+    with ``Log.objects.db_manager(alias)``.
+    """
+
+    def create_log(
+        self,
+        event: DomainEvent,
+        *,
+        kind: str,
+        log_id: uuid.UUID | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> LogState:
+        """Create a log holding ``event`` at index 0 and return its state.
+
+        The log row and its first event commit together or not at all; inside
+        the caller's ``transaction.atomic()`` they join that transaction.
+
+        Raises ``IdempotentReplay`` naming the original log when the key was
+        used for an equal event (whatever ``log_id`` this call passed),
+        ``IdempotencyConflict`` when it was used for another event,
+        ``ConcurrentAppend`` when ``log_id`` names an existing log, and
+        ``EventEncodingError`` or ``InvalidArgument`` for bad input.
+        """
+        payload = encode_event(event)
+        kind = _check_text("kind", kind, KIND_MAX_LENGTH)
+        log_id = uuid7() if log_id is None else _to_uuid(log_id)
+        key = _check_key(idempotency_key)
+        using = self._write_db()
+        connection = connections[using]
+        now = timezone.now()
+        try:
+            with transaction.atomic(using=using), connection.cursor() as cursor:
+                cursor.execute(
+                    _sql(connection).insert_log,
+                    [_db_uuid(log_id, connection), kind, _db_datetime(now, connection)],
+                )
+                cursor.execute(
+                    _sql(connection).insert_first_event,
+                    _event_params(connection, log_id, 0, event, payload, now, key),
+                )
+        except IntegrityError as e:
+            raise self._explain(using, e, log_id, None, event, payload, key) from e
+        return LogState(log_id, 1)
+
+    def append(
+        self,
+        state: LogState,
+        event: DomainEvent,
+        *,
+        idempotency_key: str | None = None,
+    ) -> LogState:
+        """Append ``event`` at ``state.next_index`` and return the new state.
+
+        ``state`` is what the caller knows of the log: the ``LogState`` of the
+        last create or append, or a ``Reduction``. Inside the caller's
+        ``transaction.atomic()`` the event commits or rolls back with the
+        caller's other writes; a failed append leaves that transaction usable.
+
+        Raises ``ConcurrentAppend`` when another writer took that index (reduce
+        again, re-check the business rules, append with the new state);
+        ``IdempotentReplay`` naming the original event when the key was used
+        for an equal event; ``IdempotencyConflict`` when it was used for
+        another event; ``LogNotFound``; ``EventEncodingError`` or
+        ``InvalidArgument`` for bad input.
+        """
+        payload = encode_event(event)
+        log_id, index = _check_state(state)
+        key = _check_key(idempotency_key)
+        using = self._write_db()
+        connection = connections[using]
+        sql = _sql(connection)
+        params = _event_params(
+            connection, log_id, index, event, payload, timezone.now(), key
+        )
+        # The INSERT only happens when the event before it exists, so a state
+        # ahead of the log (say, from a rolled-back transaction) cannot leave
+        # a gap; at index 0 it checks that the log exists.
+        if index == 0:
+            query = sql.insert_event_if_log
+            params.append(params[0])
+        else:
+            query = sql.insert_event_if_previous
+            params.extend([params[0], index - 1])
+        try:
+            if connection.in_atomic_block:
+                # A savepoint keeps the caller's transaction usable on failure;
+                # in autocommit a single INSERT is atomic by itself.
+                with transaction.atomic(using=using), connection.cursor() as cursor:
+                    cursor.execute(query, params)
+                    inserted = cursor.rowcount
+            else:
+                with connection.cursor() as cursor:
+                    cursor.execute(query, params)
+                    inserted = cursor.rowcount
+        except IntegrityError as e:
+            raise self._explain(using, e, log_id, index, event, payload, key) from e
+        if inserted != 1:
+            if not Log.objects.using(using).filter(pk=log_id).exists():
+                raise LogNotFound(log_id)
+            raise ConcurrentAppend(log_id)
+        return LogState(log_id, index + 1)
+
+    def reduce(self, log_id: uuid.UUID | str, aggregate_class: type[A]) -> Reduction[A]:
+        """Fold every event of the log into a new ``aggregate_class()``.
+
+        Events are streamed in chunks of ``EVENTLOG_CHUNK_SIZE`` rows (a
+        server-side cursor on PostgreSQL), so memory does not grow with the
+        length of the log. Raises ``LogNotFound`` and ``UnknownEventType``.
+        """
+        log_id = _to_uuid(log_id)
+        aggregate = _new_aggregate(aggregate_class)
+        using = self._read_db()
+        through = -1
+        rows = _event_rows(using, log_id, 0).iterator(
+            chunk_size=conf.EVENTLOG_CHUNK_SIZE
+        )
+        for row in rows:
+            record = _record(row)
+            aggregate.apply(record)
+            through = record.index
+        if through < 0 and not Log.objects.using(using).filter(pk=log_id).exists():
+            raise LogNotFound(log_id)
+        return Reduction(log_id, aggregate, through, timezone.now())
+
+    def load(
+        self, log_id: uuid.UUID | str, *, start: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        """Return up to ``limit`` events of the log from index ``start`` on.
+
+        ``limit`` defaults to ``EVENTLOG_PAGE_SIZE`` and may not exceed
+        ``EVENTLOG_MAX_PAGE_SIZE``. To know whether a next page exists, ask
+        for one more event than you show: if ``limit + 1`` come back there is
+        a next page, starting at the index of the extra one. A ``start`` past
+        the end returns ``[]``; a missing log raises ``LogNotFound``.
+        """
+        log_id = _to_uuid(log_id)
+        start, limit = _check_page(start, limit)
+        using = self._read_db()
+        records = [_record(row) for row in _event_rows(using, log_id, start)[:limit]]
+        if not records and not Log.objects.using(using).filter(pk=log_id).exists():
+            raise LogNotFound(log_id)
+        return records
+
+    async def acreate_log(
+        self,
+        event: DomainEvent,
+        *,
+        kind: str,
+        log_id: uuid.UUID | str | None = None,
+        idempotency_key: str | None = None,
+    ) -> LogState:
+        """Async :meth:`create_log` (Django transactions are sync: runs in a thread)."""
+        return await sync_to_async(self.create_log)(
+            event, kind=kind, log_id=log_id, idempotency_key=idempotency_key
+        )
+
+    async def aappend(
+        self,
+        state: LogState,
+        event: DomainEvent,
+        *,
+        idempotency_key: str | None = None,
+    ) -> LogState:
+        """Async :meth:`append` (Django transactions are sync: runs in a thread)."""
+        return await sync_to_async(self.append)(
+            state, event, idempotency_key=idempotency_key
+        )
+
+    async def areduce(
+        self, log_id: uuid.UUID | str, aggregate_class: type[A]
+    ) -> Reduction[A]:
+        """Async :meth:`reduce`, streaming with ``QuerySet.aiterator()``."""
+        log_id = _to_uuid(log_id)
+        aggregate = _new_aggregate(aggregate_class)
+        using = self._read_db()
+        through = -1
+        rows = _event_rows(using, log_id, 0).aiterator(
+            chunk_size=conf.EVENTLOG_CHUNK_SIZE
+        )
+        async for row in rows:
+            record = _record(row)
+            aggregate.apply(record)
+            through = record.index
+        if (
+            through < 0
+            and not await Log.objects.using(using).filter(pk=log_id).aexists()
+        ):
+            raise LogNotFound(log_id)
+        return Reduction(log_id, aggregate, through, timezone.now())
+
+    async def aload(
+        self, log_id: uuid.UUID | str, *, start: int = 0, limit: int | None = None
+    ) -> list[EventRecord]:
+        """Async :meth:`load`."""
+        log_id = _to_uuid(log_id)
+        start, limit = _check_page(start, limit)
+        using = self._read_db()
+        page = _event_rows(using, log_id, start)[:limit]
+        records = [_record(row) async for row in page.aiterator()]
+        if (
+            not records
+            and not await Log.objects.using(using).filter(pk=log_id).aexists()
+        ):
+            raise LogNotFound(log_id)
+        return records
+
+    def _write_db(self) -> str:
+        return self._db or router.db_for_write(Event)
+
+    def _read_db(self) -> str:
+        return self._db or router.db_for_read(Event)
+
+    def _explain(
+        self,
+        using: str,
+        error: IntegrityError,
+        log_id: uuid.UUID,
+        index: int | None,
+        event: DomainEvent,
+        payload: str,
+        key: str | None,
+    ) -> Exception:
+        """Turn a unique violation into the library error it means."""
+        if key is not None:
+            original = (
+                Event.objects.using(using)
+                .filter(idempotency_key=key)
+                .annotate(payload_text=Cast("payload", models.TextField()))
+                .values_list("log_id", "index", "type", "payload_text")
+                .first()
+            )
+            if original is not None:
+                orig_log, orig_index, orig_type, orig_payload = original
+                if orig_type == event.type_name and msgspec.json.decode(
+                    orig_payload
+                ) == msgspec.json.decode(payload):
+                    return IdempotentReplay(key, orig_log, orig_index)
+                return IdempotencyConflict(key, orig_log, orig_index)
+        if index is None:
+            taken = Log.objects.using(using).filter(pk=log_id).exists()
+        else:
+            taken = (
+                Event.objects.using(using).filter(log_id=log_id, index=index).exists()
+            )
+        if taken:
+            return ConcurrentAppend(log_id)
+        return error
+
+
+class Log(models.Model):
+    """One entity's event log."""
+
+    id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
+    kind = models.CharField(max_length=KIND_MAX_LENGTH, db_index=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects: ClassVar[LogManager] = LogManager()
+
+    class Meta:
+        verbose_name = "log"
+        verbose_name_plural = "logs"
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.id}"
+
+
+class EventQuerySet(models.QuerySet["Event"]):
+    """Events cannot be updated or deleted in bulk either."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise ImmutableEvent("Events are append-only: they cannot be updated.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ImmutableEvent("Events are append-only: they cannot be deleted.")
+
+
+EventManager = models.Manager.from_queryset(EventQuerySet)
+
+
+def _check_constraint(condition: models.Q, name: str) -> models.CheckConstraint:
+    # Django 5.1 renamed CheckConstraint(check=...) to condition=...
+    keyword = "condition" if django.VERSION >= (5, 1) else "check"
+    kwargs: dict[str, Any] = {keyword: condition}
+    return models.CheckConstraint(name=name, **kwargs)
+
+
+class Event(models.Model):
+    """One immutable event, stored at ``index`` of its log.
+
+    Write events with ``Log.objects.create_log`` and ``append``; saving a
+    changed event or deleting one raises ``ImmutableEvent``, and a database
+    trigger rejects ``UPDATE`` and ``DELETE`` on the table.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    log = models.ForeignKey(
+        Log, on_delete=models.PROTECT, related_name="events", db_index=False
+    )
+    index = models.IntegerField()
+    type = models.CharField(max_length=200)
+    payload = models.JSONField()
+    recorded_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # NULL, not "", for "no key": UNIQUE lets any number of NULLs through.
+    idempotency_key = models.CharField(  # noqa: DJ001
+        max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True
+    )
+
+    objects = EventManager()
+
+    class Meta:
+        verbose_name = "event"
+        verbose_name_plural = "events"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["log", "index"], name="django_eventlog_event_log_index_uniq"
+            ),
+            models.UniqueConstraint(
+                fields=["idempotency_key"],
+                name="django_eventlog_event_idempotency_key_uniq",
+            ),
+            _check_constraint(
+                models.Q(index__gte=0), name="django_eventlog_event_index_gte_0"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.log_id}[{self.index}] {self.type}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ImmutableEvent("Events are append-only: they cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableEvent("Events are append-only: they cannot be deleted.")
+
+
+# Helpers of the manager: validation, SQL and row decoding.
+
+
+class _Statements:
+    """The write path's SQL for one database vendor, built once."""
+
+    def __init__(self, connection: BaseDatabaseWrapper) -> None:
+        qn = connection.ops.quote_name
+        log_table = qn(Log._meta.db_table)
+        event_table = qn(Event._meta.db_table)
+        columns = ", ".join(
+            qn(_column(name))
+            for name in (
+                "log",
+                "index",
+                "type",
+                "payload",
+                "recorded_at",
+                "idempotency_key",
+            )
+        )
+        payload = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+        values = f"%s, %s, %s, {payload}, %s, %s"
+        log_col = qn(_column("log"))
+        index_col = qn(_column("index"))
+        self.insert_log = (
+            f"INSERT INTO {log_table} ({qn('id')}, {qn('kind')}, {qn('created_at')}) "
+            "VALUES (%s, %s, %s)"
+        )
+        self.insert_first_event = (
+            f"INSERT INTO {event_table} ({columns}) VALUES ({values})"
+        )
+        insert_select = f"INSERT INTO {event_table} ({columns}) SELECT {values} WHERE "
+        self.insert_event_if_log = (
+            f"{insert_select}EXISTS (SELECT 1 FROM {log_table} WHERE {qn('id')} = %s)"
+        )
+        self.insert_event_if_previous = (
+            f"{insert_select}EXISTS (SELECT 1 FROM {event_table} "
+            f"WHERE {log_col} = %s AND {index_col} = %s)"
+        )
+
+
+def _column(name: str) -> str:
+    field = cast("models.Field[Any, Any]", Event._meta.get_field(name))
+    return cast(str, field.column)
+
+
+_statements: dict[str, _Statements] = {}
+
+
+def _sql(connection: BaseDatabaseWrapper) -> _Statements:
+    statements = _statements.get(connection.vendor)
+    if statements is None:
+        statements = _statements[connection.vendor] = _Statements(connection)
+    return statements
+
+
+def _db_uuid(value: uuid.UUID, connection: BaseDatabaseWrapper) -> Any:
+    return cast("models.UUIDField[Any, Any]", Log._meta.pk).get_db_prep_value(
+        value, connection
+    )
+
+
+def _db_datetime(value: datetime, connection: BaseDatabaseWrapper) -> Any:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def _event_params(
+    connection: BaseDatabaseWrapper,
+    log_id: uuid.UUID,
+    index: int,
+    event: DomainEvent,
+    payload: str,
+    recorded_at: datetime,
+    key: str | None,
+) -> list[Any]:
+    return [
+        _db_uuid(log_id, connection),
+        index,
+        event.type_name,
+        payload,
+        _db_datetime(recorded_at, connection),
+        key,
+    ]
+
+
+def _event_rows(
+    using: str, log_id: uuid.UUID, start: int
+) -> models.QuerySet[Any, _Row]:
+    query = Event.objects.using(using).filter(log_id=log_id)
+    if start:
+        query = query.filter(index__gte=start)
+    # The payload comes as JSON text so that msgspec decodes it into the event
+    # class in one pass, instead of json.loads followed by a conversion.
+    rows = (
+        query.annotate(payload_text=Cast("payload", models.TextField()))
+        .order_by("index")
+        .values_list("index", "type", "payload_text", "recorded_at", "idempotency_key")
+    )
+    return cast("models.QuerySet[Any, _Row]", rows)
+
+
+def _record(row: _Row) -> EventRecord:
+    index, type_name, payload, recorded_at, key = row
+    return EventRecord(
+        index, type_name, recorded_at, key, decode_event(type_name, payload)
+    )
+
+
+def _new_aggregate(aggregate_class: type[A]) -> A:
+    if not (
+        isinstance(aggregate_class, type) and issubclass(aggregate_class, Aggregate)
+    ):
+        raise InvalidArgument(
+            f"Expected an Aggregate subclass, got {aggregate_class!r}."
+        )
+    return aggregate_class()
+
+
+def _to_uuid(value: object) -> uuid.UUID:
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        try:
+            return uuid.UUID(value)
+        except ValueError:
+            raise InvalidArgument(f"Malformed log id {value[:100]!r}.") from None
+    raise InvalidArgument(
+        f"A log id is a UUID or its string, got {type(value).__name__}."
+    )
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidArgument(f"{name} must be an int, got {type(value).__name__}.")
+    if value < minimum:
+        raise InvalidArgument(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def _check_text(name: str, value: object, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{name} must be a str, got {type(value).__name__}.")
+    if not value or len(value) > max_length:
+        raise InvalidArgument(
+            f"{name} must have 1 to {max_length} characters, got {len(value)}."
+        )
+    if "\x00" in value:
+        raise InvalidArgument(f"{name} may not contain NUL characters.")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidArgument(f"{name} is not valid Unicode text.") from None
+    return value
+
+
+def _check_key(key: object) -> str | None:
+    if key is None:
+        return None
+    return _check_text("idempotency_key", key, IDEMPOTENCY_KEY_MAX_LENGTH)
+
+
+def _check_state(state: object) -> tuple[uuid.UUID, int]:
+    if not isinstance(state, LogState):
+        raise InvalidArgument(
+            f"Expected a LogState or Reduction, got {type(state).__name__}."
+        )
+    return _to_uuid(state.log_id), _check_int("next_index", state.next_index, 0)
+
+
+def _check_page(start: object, limit: object) -> tuple[int, int]:
+    start = _check_int("start", start, 0)
+    maximum = conf.EVENTLOG_MAX_PAGE_SIZE
+    limit = conf.EVENTLOG_PAGE_SIZE if limit is None else _check_int("limit", limit, 1)
+    if limit > maximum:
+        raise InvalidArgument(
+            f"limit may be at most EVENTLOG_MAX_PAGE_SIZE ({maximum}), got {limit}."
+        )
+    return start, limit

@@ -1,0 +1,66 @@
+"""Walk through the payment example of the eventlogs crate, printing each step."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from django_eventlog import Log
+from testproject.payments.events import (
+    Authorized,
+    Captured,
+    Payment,
+    PaymentRequest,
+    Refunded,
+    Requested,
+)
+
+
+class Command(BaseCommand):
+    help = "Create, authorize, capture and refund a payment, printing each step."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        key = f"demo-{uuid.uuid4()}"
+
+        state = Log.objects.create_log(
+            Requested(PaymentRequest(amount_requested=10_000)),
+            kind="payment",
+            idempotency_key=key,
+        )
+        self.step(f"Created payment log {state.log_id} (idempotency key {key})")
+
+        state = Log.objects.append(state, Authorized(10_000, "xyz123"))
+        self.step(f"Authorized 10000; next index {state.next_index}")
+
+        reduction = Log.objects.reduce(state.log_id, Payment)
+        self.report(reduction.aggregate)
+
+        Log.objects.append(reduction, Captured(4_000, "Widgets"))
+        self.step("Captured 4000, passing the reduction as the log state")
+
+        reduction = Log.objects.reduce(state.log_id, Payment)
+        self.report(reduction.aggregate)
+
+        Log.objects.append(reduction, Refunded(6_000, "REF-1"))
+        self.step("Refunded 6000")
+
+        reduction = Log.objects.reduce(state.log_id, Payment)
+        self.report(reduction.aggregate)
+
+        records = Log.objects.load(state.log_id, start=0, limit=100)
+        self.step(f"Loaded {len(records)} events as JSON:")
+        self.stdout.write(json.dumps([r.as_dict() for r in records], indent=2))
+
+    def step(self, message: str) -> None:
+        self.stdout.write(self.style.SUCCESS("* ") + message)
+
+    def report(self, payment: Payment) -> None:
+        self.stdout.write(
+            f"  reduced: approved {payment.amount_approved}, "
+            f"captured {payment.amount_captured}, "
+            f"refunded {payment.amount_refunded}, "
+            f"outstanding {payment.amount_outstanding()}"
+        )
