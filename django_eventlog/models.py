@@ -311,7 +311,7 @@ class Log(models.Model):
     kind = models.CharField(max_length=KIND_MAX_LENGTH, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
-    objects: ClassVar[LogManager] = LogManager()
+    objects = LogManager()
 
     class Meta:
         verbose_name = "log"
@@ -329,6 +329,9 @@ class EventQuerySet(models.QuerySet["Event"]):
 
     def delete(self) -> tuple[int, dict[str, int]]:
         raise ImmutableEvent("Events are append-only: they cannot be deleted.")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        raise ImmutableEvent("Events are append-only: they cannot be updated.")
 
 
 EventManager = models.Manager.from_queryset(EventQuerySet)
@@ -508,7 +511,14 @@ def _new_aggregate(aggregate_class: type[A]) -> A:
         raise InvalidArgument(
             f"Expected an Aggregate subclass, got {aggregate_class!r}."
         )
-    return aggregate_class()
+    if aggregate_class.apply is Aggregate.apply:
+        raise InvalidArgument(f"{aggregate_class.__qualname__} must implement apply().")
+    try:
+        return aggregate_class()
+    except TypeError as e:
+        raise InvalidArgument(
+            f"{aggregate_class.__qualname__} must be constructible with no arguments: {e}"
+        ) from e
 
 
 def _to_uuid(value: object) -> uuid.UUID:

@@ -1,0 +1,184 @@
+"""DomainEvent: dataclass semantics, stored type names, JSON round trips."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from django_eventlog import (
+    DomainEvent,
+    DuplicateEventType,
+    EventEncodingError,
+    UnknownEventType,
+)
+from django_eventlog.events import decode_event, encode_event, event_class
+
+
+class Color(enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@dataclass(frozen=True)
+class Line:
+    sku: str
+    quantity: int
+
+
+class Everything(DomainEvent):
+    type_name = "tests.everything"
+    number: int
+    text: str
+    flag: bool
+    ratio: float
+    money: Decimal
+    at: datetime
+    day: date
+    ref: uuid.UUID
+    color: Color
+    line: Line
+    lines: list[Line]
+    counts: dict[str, int]
+    maybe: int | None = None
+
+
+class DefaultName(DomainEvent):
+    value: int
+
+
+def everything() -> Everything:
+    return Everything(
+        number=2**53 + 1,
+        text='héllo "quoted" <b>',
+        flag=True,
+        ratio=0.1,
+        money=Decimal("1234.5600"),
+        at=datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=timezone(timedelta(hours=2))),
+        day=date(2026, 2, 28),
+        ref=uuid.UUID("12345678-1234-5678-1234-567812345678"),
+        color=Color.BLUE,
+        line=Line("a", 1),
+        lines=[Line("b", 2), Line("c", 3)],
+        counts={"x": 1, "y": 2},
+    )
+
+
+def test_subclasses_are_frozen_dataclasses() -> None:
+    event = DefaultName(1)
+    assert dataclasses.is_dataclass(event)
+    assert [f.name for f in dataclasses.fields(event)] == ["value"]
+    assert event == DefaultName(value=1)
+    assert event != DefaultName(2)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.value = 2  # type: ignore[misc]
+
+
+def test_type_checkers_are_told_it_is_a_dataclass_transform() -> None:
+    # PEP 681 records the decorator's arguments on the class.
+    recorded = DomainEvent.__dataclass_transform__  # type: ignore[attr-defined]
+    # Python 3.12+ has frozen_default; earlier versions keep it among kwargs.
+    assert recorded.get("frozen_default", recorded["kwargs"].get("frozen_default"))
+
+
+def test_type_name_defaults_to_class_name_and_is_overridable() -> None:
+    assert DefaultName.type_name == "DefaultName"
+    assert Everything.type_name == "tests.everything"
+    assert event_class("tests.everything") is Everything
+    assert "type_name" not in {f.name for f in dataclasses.fields(Everything)}
+
+
+def test_two_classes_claiming_one_name_fail_at_definition() -> None:
+    with pytest.raises(DuplicateEventType, match=r"tests\.everything"):
+
+        class Impostor(DomainEvent):
+            type_name = "tests.everything"
+            other: str
+
+    assert event_class("tests.everything") is Everything
+
+
+@pytest.mark.parametrize("bad", ["", "x" * 201, "a\x00b"])
+def test_invalid_type_names_are_refused(bad: str) -> None:
+    with pytest.raises(DuplicateEventType, match="type_name"):
+
+        class Bad(DomainEvent):
+            type_name = bad
+
+
+def test_every_supported_type_round_trips_exactly() -> None:
+    original = everything()
+    decoded = decode_event("tests.everything", encode_event(original))
+    assert decoded == original
+    assert type(decoded.money) is Decimal
+    assert str(decoded.money) == "1234.5600"
+    assert decoded.at.utcoffset() == timedelta(hours=2)
+    assert type(decoded.line) is Line
+    assert type(decoded.color) is Color
+
+
+def test_encoded_form_is_plain_json() -> None:
+    data = json.loads(encode_event(everything()))
+    assert data["money"] == "1234.5600"
+    assert data["ref"] == "12345678-1234-5678-1234-567812345678"
+    assert data["color"] == "blue"
+    assert data["lines"] == [{"sku": "b", "quantity": 2}, {"sku": "c", "quantity": 3}]
+    assert data["maybe"] is None
+
+
+class Loose(DomainEvent):
+    type_name = "tests.loose"
+    value: object
+
+
+class Numbers(DomainEvent):
+    type_name = "tests.numbers"
+    amount: int
+    ratio: float = 0.0
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        Loose(object()),  # not JSON at all
+        Loose(complex(1, 2)),
+        Numbers("12"),  # type: ignore[arg-type]  # a str where an int is declared
+        Numbers(1, float("nan")),
+        Numbers(1, float("inf")),
+    ],
+    ids=["object", "complex", "wrong-type", "nan", "inf"],
+)
+def test_events_that_cannot_round_trip_raise_encoding_error(event: DomainEvent) -> None:
+    with pytest.raises(EventEncodingError, match=type(event).__qualname__):
+        encode_event(event)
+
+
+class Text(DomainEvent):
+    type_name = "tests.text"
+    value: str
+
+
+def test_nul_and_lone_surrogates_are_refused_but_backslashes_are_kept() -> None:
+    with pytest.raises(EventEncodingError, match="NUL"):
+        encode_event(Text("a\x00b"))
+    with pytest.raises(EventEncodingError):
+        encode_event(Text("\ud800"))
+    tricky = Text("C:\\u0000 is not a NUL")
+    assert decode_event("tests.text", encode_event(tricky)) == tricky
+
+
+def test_non_events_are_refused() -> None:
+    with pytest.raises(EventEncodingError, match="dict"):
+        encode_event({"amount": 1})  # type: ignore[arg-type]
+
+
+def test_unknown_stored_type_names_the_type() -> None:
+    with pytest.raises(UnknownEventType, match=r"no\.such\.type") as info:
+        decode_event("no.such.type", "{}")
+    assert info.value.type_name == "no.such.type"
