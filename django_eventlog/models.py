@@ -6,7 +6,7 @@ import os
 import time
 import uuid
 from datetime import datetime
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import django
 import msgspec
@@ -516,8 +516,9 @@ def _new_aggregate(aggregate_class: type[A]) -> A:
     try:
         return aggregate_class()
     except TypeError as e:
+        name = aggregate_class.__qualname__
         raise InvalidArgument(
-            f"{aggregate_class.__qualname__} must be constructible with no arguments: {e}"
+            f"{name} must be constructible with no arguments: {e}"
         ) from e
 
 

@@ -66,8 +66,8 @@ def test_flush_still_empties_the_tables() -> None:
     assert not Log.objects.exists()
     # And the guard is back on afterwards.
     event = make_log()
-    with pytest.raises(DatabaseError, match="events are immutable"):
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM django_eventlog_event WHERE id = %s", [event.pk]
-            )
+    with (
+        pytest.raises(DatabaseError, match="events are immutable"),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("DELETE FROM django_eventlog_event WHERE id = %s", [event.pk])
