@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import AsyncIterator, Generator
 from datetime import datetime
+from itertools import islice
 from typing import Any, TypeVar, cast
 
 import django
@@ -226,15 +228,14 @@ class LogManager(models.Manager["Log"]):
     async def areduce(
         self, log_id: uuid.UUID | str, aggregate_class: type[A]
     ) -> Reduction[A]:
-        """Async :meth:`reduce`, streaming with ``QuerySet.aiterator()``."""
+        """Async :meth:`reduce`: rows are fetched in a worker thread, chunk by
+        chunk, and folded in the event loop."""
         log_id = _to_uuid(log_id)
         aggregate = _new_aggregate(aggregate_class)
         using = self._read_db()
         through = -1
-        rows = _event_rows(using, log_id, 0).aiterator(
-            chunk_size=conf.EVENTLOG_CHUNK_SIZE
-        )
-        async for row in rows:
+        rows = _event_rows(using, log_id, 0)
+        async for row in _astream(rows, conf.EVENTLOG_CHUNK_SIZE):
             record = _record(row)
             aggregate.apply(record)
             through = record.index
@@ -249,17 +250,7 @@ class LogManager(models.Manager["Log"]):
         self, log_id: uuid.UUID | str, *, start: int = 0, limit: int | None = None
     ) -> list[EventRecord]:
         """Async :meth:`load`."""
-        log_id = _to_uuid(log_id)
-        start, limit = _check_page(start, limit)
-        using = self._read_db()
-        page = _event_rows(using, log_id, start)[:limit]
-        records = [_record(row) async for row in page.aiterator()]
-        if (
-            not records
-            and not await Log.objects.using(using).filter(pk=log_id).aexists()
-        ):
-            raise LogNotFound(log_id)
-        return records
+        return await sync_to_async(self.load)(log_id, start=start, limit=limit)
 
     def _write_db(self) -> str:
         return self._db or router.db_for_write(Event)
@@ -495,6 +486,25 @@ def _event_rows(
         .values_list("index", "type", "payload_text", "recorded_at", "idempotency_key")
     )
     return cast("models.QuerySet[Any, _Row]", rows)
+
+
+async def _astream(
+    rows: models.QuerySet[Any, _Row], chunk_size: int
+) -> AsyncIterator[_Row]:
+    # Not QuerySet.aiterator(): on values_list() querysets it runs the query in
+    # the event loop's thread (SynchronousOnlyOperation, seen on Django 5.2).
+    # The same server-side cursor serves every chunk: thread-sensitive
+    # sync_to_async calls all run in one thread, on one connection.
+    iterator = cast("Generator[_Row]", rows.iterator(chunk_size=chunk_size))
+    next_chunk = sync_to_async(lambda: list(islice(iterator, chunk_size)))
+    try:
+        while chunk := await next_chunk():
+            for row in chunk:
+                yield row
+            if len(chunk) < chunk_size:
+                break
+    finally:
+        await sync_to_async(iterator.close)()
 
 
 def _record(row: _Row) -> EventRecord:

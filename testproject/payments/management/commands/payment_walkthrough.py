@@ -8,7 +8,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from django_eventlog import Log
+from django_eventlog import IdempotentReplay, Log
 from testproject.payments.events import (
     Authorized,
     Captured,
@@ -31,6 +31,18 @@ class Command(BaseCommand):
             idempotency_key=key,
         )
         self.step(f"Created payment log {state.log_id} (idempotency key {key})")
+
+        try:
+            Log.objects.create_log(
+                Requested(PaymentRequest(amount_requested=10_000)),
+                kind="payment",
+                idempotency_key=key,
+            )
+        except IdempotentReplay as replay:
+            self.step(
+                "Retried the create with the same key: IdempotentReplay: "
+                f"log {replay.log_id}, index {replay.event_index}"
+            )
 
         state = Log.objects.append(state, Authorized(10_000, "xyz123"))
         self.step(f"Authorized 10000; next index {state.next_index}")

@@ -1,0 +1,81 @@
+"""The eventlogs crate's payment example, end to end, with its figures."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+
+from django_eventlog import IdempotentReplay, Log
+from testproject.payments.events import (
+    Authorized,
+    Captured,
+    Payment,
+    PaymentRequest,
+    Refunded,
+    Requested,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def test_payment_walkthrough() -> None:
+    key = str(uuid.uuid4())
+    state = Log.objects.create_log(
+        Requested(PaymentRequest(amount_requested=10_000)),
+        kind="payment",
+        idempotency_key=key,
+    )
+    state = Log.objects.append(state, Authorized(10_000, "xyz123"))
+    reduction = Log.objects.reduce(state.log_id, Payment)
+    assert reduction.aggregate.amount_approved == 10_000
+    assert reduction.aggregate.amount_outstanding() == 10_000
+
+    Log.objects.append(reduction, Captured(4_000, "Widgets"))
+    reduction = Log.objects.reduce(state.log_id, Payment)
+    assert reduction.aggregate.amount_captured == 4_000
+    assert reduction.aggregate.amount_outstanding() == 6_000
+
+    Log.objects.append(reduction, Refunded(6_000, "REF-1"))
+    payment = Log.objects.reduce(state.log_id, Payment).aggregate
+    assert payment.request == PaymentRequest(10_000)
+    assert payment.amount_approved == 10_000
+    assert payment.amount_captured == 4_000
+    assert payment.amount_refunded == 6_000
+    assert payment.amount_outstanding() == 0
+
+    records = Log.objects.load(state.log_id, start=0, limit=100)
+    assert len(records) == 4
+    assert [r.type for r in records] == [
+        "payment.requested",
+        "payment.authorized",
+        "payment.captured",
+        "payment.refunded",
+    ]
+
+    with pytest.raises(IdempotentReplay) as info:
+        Log.objects.create_log(
+            Requested(PaymentRequest(amount_requested=10_000)),
+            kind="payment",
+            idempotency_key=key,
+        )
+    assert info.value.log_id == state.log_id
+
+
+def test_the_walkthrough_command_prints_each_step() -> None:
+    out = StringIO()
+    call_command("payment_walkthrough", stdout=out, no_color=True)
+    text = out.getvalue()
+    log_id = re.search(r"Created payment log ([0-9a-f-]{36})", text)
+    assert log_id is not None
+    assert "approved 10000, captured 4000, refunded 6000, outstanding 0" in text
+    assert f"IdempotentReplay: log {log_id[1]}, index 0" in text
+    events = json.loads(text[text.index("[") :])
+    assert [e["index"] for e in events] == [0, 1, 2, 3]
+    assert events[2]["event"] == {"amount": 4000, "statement_descriptor": "Widgets"}
+    reduced = Log.objects.reduce(log_id[1], Payment).aggregate
+    assert reduced.amount_outstanding() == 0
