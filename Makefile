@@ -1,0 +1,73 @@
+# django-eventlog developer tasks.
+#
+#   make demo                      SQLite demo: migrate + payment_walkthrough (no servers)
+#   make test                      everything: lint + SQLite suite + PostgreSQL suite
+#   make test PYTEST_ARGS=-x       extra pytest arguments (shell-quoted)
+#   make lint                      ruff check, ruff format --check, mypy, makemigrations --check
+#   make test-sqlite / test-postgresql
+#   make install                   (re)install the package into $(VENV)
+#
+# PostgreSQL: if PGHOST is set, `make test` uses that server (PGPORT, PGUSER,
+# PGPASSWORD, PGDATABASE); otherwise it starts a throwaway cluster with
+# scripts/postgres.sh on 127.0.0.1 and a free port, and removes it afterwards.
+# Another interpreter: make test PYTHON=/root/.pyenv/versions/3.12.1/bin/python VENV=.venv-3.12
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+EXTRAS ?= dev,postgresql,redis
+PYTEST_ARGS ?=
+FAIL_FAST ?= 0
+
+PY := $(VENV)/bin/python
+# Rebuilt when pyproject.toml changes (or the venv is deleted).
+STAMP := $(VENV)/.eventlog-installed
+
+export VENV PYTEST_ARGS FAIL_FAST
+
+.PHONY: help install lint test test-sqlite test-postgresql demo clean distclean
+
+help:
+	@sed -n '1,13p' Makefile | sed 's/^# \{0,1\}//'
+
+$(STAMP): pyproject.toml
+	@if [ ! -x "$(PY)" ]; then \
+		echo "==> creating virtualenv $(VENV) with $(PYTHON)"; \
+		$(PYTHON) -m venv "$(VENV)"; \
+	fi
+	@echo "==> installing -e '.[$(EXTRAS)]' into $(VENV)"
+	@# (the filter drops pip's notes about absent local index mirrors in this machine's pip config)
+	"$(PY)" -m pip install --disable-pip-version-check --progress-bar off -q -e '.[$(EXTRAS)]' 2>&1 \
+		| { grep -v 'is ignored: it is neither a file nor a directory' || true; }
+	@touch "$@"
+
+install:
+	@rm -f "$(STAMP)"
+	@$(MAKE) --no-print-directory "$(STAMP)"
+
+lint: $(STAMP)
+	bash scripts/test.sh lint
+
+test: $(STAMP)
+	bash scripts/test.sh all
+
+test-sqlite: $(STAMP)
+	bash scripts/test.sh sqlite
+
+test-postgresql: $(STAMP)
+	bash scripts/test.sh postgresql
+
+demo: $(STAMP)
+	EVENTLOG_DB=sqlite "$(PY)" manage.py migrate
+	EVENTLOG_DB=sqlite "$(PY)" manage.py payment_walkthrough
+
+clean:
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist artifacts docs/_build
+	find . -path ./$(VENV) -prune -o -name __pycache__ -type d -exec rm -rf {} +
+	rm -rf *.egg-info
+
+distclean: clean
+	rm -rf "$(VENV)" db.sqlite3

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# Run the checks and test suites of django-eventlog (called by `make test`).
+#
+#   scripts/test.sh [all|lint|sqlite|postgresql]...   (default: all)
+#
+#   lint        ruff check, ruff format --check, mypy, makemigrations --check
+#   sqlite      EVENTLOG_DB=sqlite pytest -m "not postgresql"
+#   postgresql  EVENTLOG_DB=postgresql pytest   (every test, PostgreSQL ones included)
+#   all         lint, sqlite, postgresql
+#
+# Environment:
+#   VENV         virtualenv to use (default .venv; `make test` creates it)
+#   PYTEST_ARGS  extra pytest arguments, shell-quoted (e.g. PYTEST_ARGS='-x -k "a or b"')
+#   FAIL_FAST=1  stop at the first failing step (default: run every step, then
+#                report all failures and exit non-zero if any)
+#   PGHOST ...   if PGHOST is set, the PostgreSQL suite uses that server (with
+#                PGPORT, PGUSER, PGPASSWORD, PGDATABASE); otherwise a throwaway
+#                cluster is started by scripts/postgres.sh and removed afterwards.
+#
+# The pytest steps run with CI-detection variables (CI, GITHUB_ACTIONS, ...)
+# removed, so tests behave the same locally and in CI.
+# Functions below are run indirectly through `step`:
+# shellcheck disable=SC2317
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+VENV=${VENV:-.venv}
+FAIL_FAST=${FAIL_FAST:-0}
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+if [[ ! -x $VENV/bin/python ]]; then
+    echo "scripts/test.sh: no virtualenv at $VENV; run 'make test' (or 'make install') first" >&2
+    exit 2
+fi
+export VIRTUAL_ENV=$ROOT/$VENV
+[[ $VENV == /* ]] && VIRTUAL_ENV=$VENV
+export PATH="$VIRTUAL_ENV/bin:$PATH"
+
+# Extra pytest arguments, honouring shell quoting.
+declare -a EXTRA_PYTEST_ARGS=()
+if [[ -n ${PYTEST_ARGS:-} ]]; then
+    eval "EXTRA_PYTEST_ARGS=(${PYTEST_ARGS})"
+fi
+
+now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $((t / 1000)); }
+fmt_ms() { printf '%d.%01ds' $(($1 / 1000)) $((($1 % 1000) / 100)); }
+
+declare -a SUMMARY=()
+FAILED=0
+
+# step NAME CMD...: run CMD, time it, record the outcome.
+step() {
+    local name=$1 rc=0 t0 dt
+    shift
+    log "$name"
+    printf '    $' >&2; printf ' %q' "$@" >&2; printf '\n' >&2
+    t0=$(now_ms)
+    "$@" || rc=$?
+    dt=$(($(now_ms) - t0))
+    if [[ $rc -eq 0 ]]; then
+        SUMMARY+=("$(printf '%-6s %8s  %s' ok "$(fmt_ms "$dt")" "$name")")
+    else
+        SUMMARY+=("$(printf '%-6s %8s  %s (exit %d)' FAILED "$(fmt_ms "$dt")" "$name" "$rc")")
+        FAILED=1
+        if [[ $FAIL_FAST == 1 ]]; then
+            finish
+        fi
+    fi
+    return 0
+}
+
+finish() {
+    printf '\n==> summary\n' >&2
+    local line
+    for line in "${SUMMARY[@]}"; do printf '    %s\n' "$line" >&2; done
+    if [[ $FAILED -ne 0 ]]; then
+        printf '==> FAILED\n' >&2
+        exit 1
+    fi
+    printf '==> all steps passed\n' >&2
+    exit 0
+}
+
+# pytest with CI-independent behaviour. Exit status 5 (no tests collected) is
+# an error for a plain run, but accepted when PYTEST_ARGS narrows the selection.
+run_pytest() {
+    local rc=0
+    env -u CI -u BUILD_NUMBER -u CONTINUOUS_INTEGRATION -u GITHUB_ACTIONS \
+        -u GITLAB_CI -u TF_BUILD -u BUILDKITE -u CIRCLECI -u TRAVIS -u JENKINS_URL \
+        python -m pytest -ra "$@" "${EXTRA_PYTEST_ARGS[@]}" || rc=$?
+    if [[ $rc -eq 5 ]]; then
+        if [[ ${#EXTRA_PYTEST_ARGS[@]} -gt 0 ]]; then
+            echo "scripts/test.sh: no tests selected by PYTEST_ARGS here; accepted" >&2
+            return 0
+        fi
+        echo "scripts/test.sh: pytest collected no tests" >&2
+    fi
+    return "$rc"
+}
+
+do_lint() {
+    step "ruff check" ruff check .
+    step "ruff format --check" ruff format --check .
+    step "mypy" env EVENTLOG_DB=sqlite mypy .
+    step "makemigrations --check" \
+        env EVENTLOG_DB=sqlite python manage.py makemigrations --check --dry-run
+}
+
+PG_STARTED_DIR=
+stop_pg() {
+    if [[ -n $PG_STARTED_DIR ]]; then
+        bash "$ROOT/scripts/postgres.sh" stop "$PG_STARTED_DIR" || true
+        PG_STARTED_DIR=
+        unset PGHOST PGPORT PGUSER PGDATABASE EVENTLOG_PG_DIR
+    fi
+}
+trap stop_pg EXIT
+trap 'stop_pg; exit 130' INT
+trap 'stop_pg; exit 143' TERM
+
+start_pg() {
+    local out rc=0
+    if [[ -n ${PGHOST:-} ]]; then
+        echo "scripts/test.sh: using the PostgreSQL server from the environment:" \
+            "PGHOST=$PGHOST PGPORT=${PGPORT:-5432} PGUSER=${PGUSER:-postgres}" \
+            "PGDATABASE=${PGDATABASE:-eventlog}" >&2
+        if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -t 10; then
+            echo "scripts/test.sh: that server is not accepting connections" >&2
+            return 1
+        fi
+        return 0
+    fi
+    out=$(bash "$ROOT/scripts/postgres.sh" start) || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        cat >&2 <<'EOF'
+scripts/test.sh: could not start a throwaway PostgreSQL cluster, so the PostgreSQL
+  test suite did NOT run. Install PostgreSQL (Debian: apt-get install -y postgresql)
+  or export PGHOST/PGPORT/PGUSER/PGPASSWORD/PGDATABASE for an existing server.
+EOF
+        return 1
+    fi
+    eval "$out"
+    PG_STARTED_DIR=$EVENTLOG_PG_DIR
+}
+
+# `VAR=value function` scopes VAR to the function and its children (env(1)
+# cannot run shell functions).
+with_db() {
+    local db=$1
+    shift
+    EVENTLOG_DB=$db "$@"
+}
+
+do_sqlite() {
+    step "pytest (SQLite)" with_db sqlite run_pytest -m "not postgresql"
+}
+
+do_postgresql() {
+    step "start PostgreSQL" start_pg
+    if [[ ${SUMMARY[-1]} == ok* ]]; then
+        step "pytest (PostgreSQL)" with_db postgresql run_pytest
+    fi
+    stop_pg
+}
+
+[[ $# -gt 0 ]] || set -- all
+for target in "$@"; do
+    case $target in
+    all) do_lint; do_sqlite; do_postgresql ;;
+    lint) do_lint ;;
+    sqlite) do_sqlite ;;
+    postgresql | postgres | pg) do_postgresql ;;
+    *) echo "scripts/test.sh: unknown target '$target' (all|lint|sqlite|postgresql)" >&2; exit 2 ;;
+    esac
+done
+finish
