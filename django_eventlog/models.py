@@ -350,7 +350,7 @@ class Event(models.Model):
     index = models.IntegerField()
     type = models.CharField(max_length=200)
     payload = models.JSONField()
-    recorded_at = models.DateTimeField(default=timezone.now, db_index=True)
+    recorded_at = models.DateTimeField(default=timezone.now)
     # NULL, not "", for "no key": UNIQUE lets any number of NULLs through.
     idempotency_key = models.CharField(  # noqa: DJ001
         max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True

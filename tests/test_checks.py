@@ -37,6 +37,7 @@ def test_page_size_above_maximum_is_an_error() -> None:
         assert ids() == ["django_eventlog.E004"]
 
 
+@pytest.mark.django_db  # Django 6's own checks read the database
 def test_checks_are_registered_with_django() -> None:
     from django.core import checks
 

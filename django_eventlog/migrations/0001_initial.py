@@ -51,9 +51,7 @@ class Migration(migrations.Migration):
                 ("payload", models.JSONField()),
                 (
                     "recorded_at",
-                    models.DateTimeField(
-                        db_index=True, default=django.utils.timezone.now
-                    ),
+                    models.DateTimeField(default=django.utils.timezone.now),
                 ),
                 (
                     "idempotency_key",
