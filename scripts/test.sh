@@ -198,7 +198,7 @@ compat_pytest() {
 
 do_compat() {
     local spec venv python django pythons
-    for spec in "django42|Django>=4.2,<5.0|3.10 3.11 3.12" "django6|Django>=6.0,<7|3.12 3.13"; do
+    for spec in "django42|Django>=4.2,<5.0|3.10 3.11 3.12 3" "django6|Django>=6.0,<7|3.12 3.13 3"; do
         IFS='|' read -r venv django pythons <<<"$spec"
         venv=.venv-$venv
         # shellcheck disable=SC2086
