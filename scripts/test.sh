@@ -3,7 +3,8 @@
 #
 #   scripts/test.sh [all|lint|sqlite|postgresql]...   (default: all)
 #
-#   lint        ruff check, ruff format --check, mypy, makemigrations --check
+#   lint        ruff check, ruff format --check, mypy, makemigrations --check,
+#               benchmarks at a tiny size
 #   sqlite      EVENTLOG_DB=sqlite pytest -m "not postgresql"
 #   postgresql  EVENTLOG_DB=postgresql pytest   (every test, PostgreSQL ones included)
 #   all         lint, sqlite, postgresql, then both suites again on the oldest
@@ -103,6 +104,8 @@ do_lint() {
     step "mypy" env EVENTLOG_DB=sqlite mypy .
     step "makemigrations --check" \
         env EVENTLOG_DB=sqlite python manage.py makemigrations --check --dry-run
+    # Benchmarks are not timed tests: a tiny run keeps them working.
+    step "benchmarks (quick)" python benchmarks/event_codec.py --quick
 }
 
 PG_STARTED_DIR=
