@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Generator
+from contextlib import nullcontext
 from datetime import datetime
 from itertools import islice
 from typing import Any, TypeVar, cast
@@ -140,17 +141,17 @@ class LogManager(models.Manager["Log"]):
         else:
             query = sql.insert_event_if_previous
             params.extend([params[0], index - 1])
+        # Inside the caller's transaction a savepoint keeps it usable if the
+        # INSERT fails; in autocommit a single INSERT is atomic by itself.
+        savepoint = (
+            transaction.atomic(using=using)
+            if connection.in_atomic_block
+            else nullcontext()
+        )
         try:
-            if connection.in_atomic_block:
-                # A savepoint keeps the caller's transaction usable on failure;
-                # in autocommit a single INSERT is atomic by itself.
-                with transaction.atomic(using=using), connection.cursor() as cursor:
-                    cursor.execute(query, params)
-                    inserted = cursor.rowcount
-            else:
-                with connection.cursor() as cursor:
-                    cursor.execute(query, params)
-                    inserted = cursor.rowcount
+            with savepoint, connection.cursor() as cursor:
+                cursor.execute(query, params)
+                inserted = cursor.rowcount
         except IntegrityError as e:
             raise self._explain(using, e, log_id, index, event, payload, key) from e
         if inserted != 1:
