@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .aggregates import Aggregate, EventRecord, LogState, Reduction
+from .caching import CacheStats, cache_stats, reset_cache_stats
 from .events import DomainEvent
 from .exceptions import (
     ConcurrentAppend,
@@ -24,12 +25,22 @@ from .exceptions import (
     LogNotFound,
     UnknownEventType,
 )
+from .policies import (
+    AlwaysCache,
+    CachingPolicy,
+    LogAgePolicy,
+    LogLengthPolicy,
+    NeverCache,
+)
 
 if TYPE_CHECKING:
     from .models import Event, Log, LogManager
 
 __all__ = [
     "Aggregate",
+    "AlwaysCache",
+    "CacheStats",
+    "CachingPolicy",
     "ConcurrentAppend",
     "DomainEvent",
     "DuplicateEventType",
@@ -42,11 +53,16 @@ __all__ = [
     "ImmutableEvent",
     "InvalidArgument",
     "Log",
+    "LogAgePolicy",
+    "LogLengthPolicy",
     "LogManager",
     "LogNotFound",
     "LogState",
+    "NeverCache",
     "Reduction",
     "UnknownEventType",
+    "cache_stats",
+    "reset_cache_stats",
 ]
 
 _MODELS = {"Event", "Log", "LogManager"}

@@ -10,6 +10,7 @@ from uuid import UUID
 import msgspec
 
 from .events import DomainEvent
+from .policies import CachingPolicy
 
 __all__ = ["Aggregate", "EventRecord", "LogState", "Reduction"]
 
@@ -30,11 +31,33 @@ class Aggregate:
                     case Captured(amount=amount):
                         self.amount_captured += amount
 
-    ``version`` names the shape of the state: bump it when ``apply`` or the
-    fields change so that states computed by the old code are not reused.
+    Class attributes:
+
+    ``version``
+        The shape of the state. Bump it whenever ``apply`` or the fields
+        change: cached reductions of other versions are then never read.
+    ``aggregate_name``
+        Stable name in cache keys; defaults to ``module.QualifiedName``.
+    ``cache_policy``
+        A :class:`~django_eventlog.policies.CachingPolicy`, or None for
+        ``EVENTLOG_CACHE_POLICY``.
+    ``cache_timeout``
+        Seconds a cached reduction lives, or None for
+        ``EVENTLOG_CACHE_TIMEOUT``.
+
+    To be cached, the state must be encodable by msgspec: a dataclass whose
+    fields are typed like event fields is. Other states are never cached.
     """
 
     version: ClassVar[int] = 1
+    aggregate_name: ClassVar[str]
+    cache_policy: ClassVar[CachingPolicy | None] = None
+    cache_timeout: ClassVar[int | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "aggregate_name" not in cls.__dict__:
+            cls.aggregate_name = f"{cls.__module__}.{cls.__qualname__}"
 
     def apply(self, record: EventRecord) -> None:
         """Fold one event into this state."""
@@ -84,18 +107,26 @@ class Reduction(LogState, Generic[A]):
     """An aggregate reduced from a log through ``through_index``.
 
     It is also the :class:`LogState` of the log as of that reduction, so it
-    can be passed straight to ``append``.
+    can be passed straight to ``append``. ``log_created_at`` is the log's
+    creation time, which ``LogAgePolicy`` reads.
     """
 
     aggregate: A
     reduced_at: datetime
+    log_created_at: datetime | None
 
     def __init__(
-        self, log_id: UUID, aggregate: A, through_index: int, reduced_at: datetime
+        self,
+        log_id: UUID,
+        aggregate: A,
+        through_index: int,
+        reduced_at: datetime,
+        log_created_at: datetime | None = None,
     ) -> None:
         super().__init__(log_id, through_index + 1)
         object.__setattr__(self, "aggregate", aggregate)
         object.__setattr__(self, "reduced_at", reduced_at)
+        object.__setattr__(self, "log_created_at", log_created_at)
 
     @property
     def through_index(self) -> int:

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error
+from django.core.exceptions import ImproperlyConfigured
 
-from .conf import DEFAULTS
+from .aggregates import Aggregate
+from .conf import DEFAULTS, load_policy
+
+KEY_PREFIX_MAX_LENGTH = 50
 
 
-def _positive_int(name: str) -> bool:
-    value = getattr(settings, name, DEFAULTS[name])
+def _setting(name: str) -> Any:
+    return getattr(settings, name, DEFAULTS[name])
+
+
+def _is_positive_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
+def _subclasses(cls: type[Aggregate]) -> Iterator[type[Aggregate]]:
+    for subclass in cls.__subclasses__():
+        yield subclass
+        yield from _subclasses(subclass)
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    """Reject invalid ``EVENTLOG_*`` settings."""
+    """Reject invalid ``EVENTLOG_*`` settings and aggregate cache options."""
     errors: list[CheckMessage] = []
     for check_id, name in (
         ("django_eventlog.E001", "EVENTLOG_CHUNK_SIZE"),
         ("django_eventlog.E002", "EVENTLOG_PAGE_SIZE"),
         ("django_eventlog.E003", "EVENTLOG_MAX_PAGE_SIZE"),
     ):
-        if not _positive_int(name):
+        if not _is_positive_int(_setting(name)):
             errors.append(
                 Error(
                     f"{name} must be a positive integer.",
@@ -31,16 +46,75 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id=check_id,
                 )
             )
-    if not errors:
-        page = getattr(settings, "EVENTLOG_PAGE_SIZE", DEFAULTS["EVENTLOG_PAGE_SIZE"])
-        maximum = getattr(
-            settings, "EVENTLOG_MAX_PAGE_SIZE", DEFAULTS["EVENTLOG_MAX_PAGE_SIZE"]
+    if not errors and _setting("EVENTLOG_PAGE_SIZE") > _setting(
+        "EVENTLOG_MAX_PAGE_SIZE"
+    ):
+        errors.append(
+            Error(
+                "EVENTLOG_PAGE_SIZE may not exceed EVENTLOG_MAX_PAGE_SIZE.",
+                id="django_eventlog.E004",
+            )
         )
-        if page > maximum:
+    alias = _setting("EVENTLOG_CACHE_ALIAS")
+    if alias not in settings.CACHES:
+        errors.append(
+            Error(
+                f"EVENTLOG_CACHE_ALIAS {alias!r} is not a key of CACHES.",
+                hint="Name a configured cache, or remove it to use 'default'.",
+                id="django_eventlog.E005",
+            )
+        )
+    try:
+        load_policy(_setting("EVENTLOG_CACHE_POLICY"))
+    except ImproperlyConfigured as e:
+        errors.append(Error(f"EVENTLOG_CACHE_POLICY: {e}", id="django_eventlog.E006"))
+    timeout = _setting("EVENTLOG_CACHE_TIMEOUT")
+    if timeout is not None and not _is_positive_int(timeout):
+        errors.append(
+            Error(
+                "EVENTLOG_CACHE_TIMEOUT must be a positive number of seconds or None.",
+                id="django_eventlog.E007",
+            )
+        )
+    prefix = _setting("EVENTLOG_CACHE_KEY_PREFIX")
+    if not (
+        isinstance(prefix, str)
+        and len(prefix) <= KEY_PREFIX_MAX_LENGTH
+        and re.fullmatch(r"[A-Za-z0-9_.-]+", prefix)
+    ):
+        errors.append(
+            Error(
+                "EVENTLOG_CACHE_KEY_PREFIX must be 1 to "
+                f"{KEY_PREFIX_MAX_LENGTH} letters, digits, '_', '.' or '-'.",
+                id="django_eventlog.E008",
+            )
+        )
+    for aggregate_class in _subclasses(Aggregate):
+        name = f"{aggregate_class.__module__}.{aggregate_class.__qualname__}"
+        policy = aggregate_class.cache_policy
+        if policy is not None and not callable(getattr(policy, "should_cache", None)):
             errors.append(
                 Error(
-                    "EVENTLOG_PAGE_SIZE may not exceed EVENTLOG_MAX_PAGE_SIZE.",
-                    id="django_eventlog.E004",
+                    f"{name}.cache_policy has no should_cache() method.",
+                    obj=aggregate_class,
+                    id="django_eventlog.E009",
+                )
+            )
+        timeout = aggregate_class.cache_timeout
+        if timeout is not None and not _is_positive_int(timeout):
+            errors.append(
+                Error(
+                    f"{name}.cache_timeout must be positive seconds or None.",
+                    obj=aggregate_class,
+                    id="django_eventlog.E010",
+                )
+            )
+        if not _is_positive_int(aggregate_class.version):
+            errors.append(
+                Error(
+                    f"{name}.version must be a positive integer.",
+                    obj=aggregate_class,
+                    id="django_eventlog.E011",
                 )
             )
     return errors

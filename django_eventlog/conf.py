@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+if TYPE_CHECKING:
+    from .policies import CachingPolicy
 
 DEFAULTS: dict[str, Any] = {
     # Rows fetched per round trip when reduce() streams a log.
@@ -13,6 +19,15 @@ DEFAULTS: dict[str, Any] = {
     "EVENTLOG_PAGE_SIZE": 100,
     # Largest limit load() accepts.
     "EVENTLOG_MAX_PAGE_SIZE": 1000,
+    # The Django cache (a key of CACHES) that holds cached reductions.
+    "EVENTLOG_CACHE_ALIAS": "default",
+    # Policy of aggregates that set none: an object with should_cache(), or
+    # the dotted path of one (or of a class to instantiate).
+    "EVENTLOG_CACHE_POLICY": "django_eventlog.policies.AlwaysCache",
+    # Seconds a cached reduction lives; None keeps it until evicted.
+    "EVENTLOG_CACHE_TIMEOUT": 86400,
+    # Start of every cache key this library writes.
+    "EVENTLOG_CACHE_KEY_PREFIX": "eventlog",
 }
 
 
@@ -33,6 +48,45 @@ class Settings:
     @property
     def EVENTLOG_MAX_PAGE_SIZE(self) -> int:
         return int(self._get("EVENTLOG_MAX_PAGE_SIZE"))
+
+    @property
+    def EVENTLOG_CACHE_ALIAS(self) -> str:
+        return str(self._get("EVENTLOG_CACHE_ALIAS"))
+
+    @property
+    def EVENTLOG_CACHE_POLICY(self) -> CachingPolicy:
+        return load_policy(self._get("EVENTLOG_CACHE_POLICY"))
+
+    @property
+    def EVENTLOG_CACHE_TIMEOUT(self) -> int | None:
+        value = self._get("EVENTLOG_CACHE_TIMEOUT")
+        return None if value is None else int(value)
+
+    @property
+    def EVENTLOG_CACHE_KEY_PREFIX(self) -> str:
+        return str(self._get("EVENTLOG_CACHE_KEY_PREFIX"))
+
+
+def load_policy(value: object) -> CachingPolicy:
+    """Return the policy a setting names: an instance or a dotted path."""
+    if isinstance(value, str):
+        return _import_policy(value)
+    if not callable(getattr(value, "should_cache", None)):
+        raise ImproperlyConfigured(
+            f"{value!r} is not a caching policy: it has no should_cache() method."
+        )
+    return value  # type: ignore[return-value]
+
+
+@functools.lru_cache(maxsize=32)
+def _import_policy(path: str) -> CachingPolicy:
+    try:
+        value = import_string(path)
+    except ImportError as e:
+        raise ImproperlyConfigured(f"Cannot import caching policy {path!r}: {e}") from e
+    if isinstance(value, type):
+        value = value()
+    return load_policy(value)
 
 
 conf = Settings()

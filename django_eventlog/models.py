@@ -19,6 +19,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from . import caching
 from .aggregates import Aggregate, EventRecord, LogState, Reduction
 from .conf import conf
 from .events import DomainEvent, decode_event, encode_event
@@ -161,26 +162,39 @@ class LogManager(models.Manager["Log"]):
         return LogState(log_id, index + 1)
 
     def reduce(self, log_id: uuid.UUID | str, aggregate_class: type[A]) -> Reduction[A]:
-        """Fold every event of the log into a new ``aggregate_class()``.
+        """Return the log's events folded into an ``aggregate_class`` state.
 
-        Events are streamed in chunks of ``EVENTLOG_CHUNK_SIZE`` rows (a
-        server-side cursor on PostgreSQL), so memory does not grow with the
-        length of the log. Raises ``LogNotFound`` and ``UnknownEventType``.
+        Starts from the reduction cached for this aggregate class and log, if
+        any, and applies only the events recorded after it; without one, folds
+        every event into a new ``aggregate_class()``. Events are streamed in
+        chunks of ``EVENTLOG_CHUNK_SIZE`` rows (a server-side cursor on
+        PostgreSQL), so memory does not grow with the length of the log. The
+        result is cached when the transaction that read the events commits
+        (at once outside a transaction), if it adds something and the
+        aggregate's caching policy agrees. Cache failures are logged, never
+        raised. Raises ``LogNotFound`` and ``UnknownEventType``.
         """
         log_id = _to_uuid(log_id)
-        aggregate = _new_aggregate(aggregate_class)
+        _check_aggregate_class(aggregate_class)
         using = self._read_db()
-        through = -1
-        rows = _event_rows(using, log_id, 0).iterator(
-            chunk_size=conf.EVENTLOG_CHUNK_SIZE
-        )
-        for row in rows:
+        lookup = caching.read(aggregate_class, log_id)
+        start = lookup.reduction
+        if start is None:
+            created_at = self._created_at(using, log_id)
+            start = Reduction(
+                log_id, _new_aggregate(aggregate_class), -1, created_at, created_at
+            )
+        aggregate, through = start.aggregate, start.through_index
+        rows = _event_rows(using, log_id, through + 1)
+        for row in rows.iterator(chunk_size=conf.EVENTLOG_CHUNK_SIZE):
             record = _record(row)
             aggregate.apply(record)
             through = record.index
-        if through < 0 and not Log.objects.using(using).filter(pk=log_id).exists():
-            raise LogNotFound(log_id)
-        return Reduction(log_id, aggregate, through, timezone.now())
+        reduction = Reduction(
+            log_id, aggregate, through, timezone.now(), start.log_created_at
+        )
+        caching.write(using, lookup, reduction, through - start.through_index)
+        return reduction
 
     def load(
         self, log_id: uuid.UUID | str, *, start: int = 0, limit: int | None = None
@@ -229,29 +243,46 @@ class LogManager(models.Manager["Log"]):
     async def areduce(
         self, log_id: uuid.UUID | str, aggregate_class: type[A]
     ) -> Reduction[A]:
-        """Async :meth:`reduce`: rows are fetched in a worker thread, chunk by
-        chunk, and folded in the event loop."""
+        """Async :meth:`reduce`: the cache through its async API, rows fetched
+        in a worker thread chunk by chunk, folded in the event loop."""
         log_id = _to_uuid(log_id)
-        aggregate = _new_aggregate(aggregate_class)
+        _check_aggregate_class(aggregate_class)
         using = self._read_db()
-        through = -1
-        rows = _event_rows(using, log_id, 0)
+        lookup = await caching.aread(aggregate_class, log_id)
+        start = lookup.reduction
+        if start is None:
+            created_at = await sync_to_async(self._created_at)(using, log_id)
+            start = Reduction(
+                log_id, _new_aggregate(aggregate_class), -1, created_at, created_at
+            )
+        aggregate, through = start.aggregate, start.through_index
+        rows = _event_rows(using, log_id, through + 1)
         async for row in _astream(rows, conf.EVENTLOG_CHUNK_SIZE):
             record = _record(row)
             aggregate.apply(record)
             through = record.index
-        if (
-            through < 0
-            and not await Log.objects.using(using).filter(pk=log_id).aexists()
-        ):
-            raise LogNotFound(log_id)
-        return Reduction(log_id, aggregate, through, timezone.now())
+        reduction = Reduction(
+            log_id, aggregate, through, timezone.now(), start.log_created_at
+        )
+        await caching.awrite(using, lookup, reduction, through - start.through_index)
+        return reduction
 
     async def aload(
         self, log_id: uuid.UUID | str, *, start: int = 0, limit: int | None = None
     ) -> list[EventRecord]:
         """Async :meth:`load`."""
         return await sync_to_async(self.load)(log_id, start=start, limit=limit)
+
+    def _created_at(self, using: str, log_id: uuid.UUID) -> datetime:
+        created_at = (
+            Log.objects.using(using)
+            .filter(pk=log_id)
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if created_at is None:
+            raise LogNotFound(log_id)
+        return created_at
 
     def _write_db(self) -> str:
         return self._db or router.db_for_write(Event)
@@ -515,7 +546,7 @@ def _record(row: _Row) -> EventRecord:
     )
 
 
-def _new_aggregate(aggregate_class: type[A]) -> A:
+def _check_aggregate_class(aggregate_class: type[Aggregate]) -> None:
     if not (
         isinstance(aggregate_class, type) and issubclass(aggregate_class, Aggregate)
     ):
@@ -524,6 +555,9 @@ def _new_aggregate(aggregate_class: type[A]) -> A:
         )
     if aggregate_class.apply is Aggregate.apply:
         raise InvalidArgument(f"{aggregate_class.__qualname__} must implement apply().")
+
+
+def _new_aggregate(aggregate_class: type[A]) -> A:
     try:
         return aggregate_class()
     except TypeError as e:

@@ -1,0 +1,359 @@
+"""Cached reductions in Django's cache framework.
+
+``reduce()`` looks up the reduction cached for (aggregate name, version, log
+id), folds only the events recorded after it, and writes the result back once
+the database transaction that read those events commits. The cache only saves
+work: every failure to read, decode or write an entry is logged on the
+``django_eventlog`` logger and treated as a miss, never raised to the caller.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import logging
+import re
+import threading
+import uuid
+from datetime import datetime
+from typing import Any, TypeVar
+
+import msgspec
+from asgiref.sync import sync_to_async
+from django.core.cache import BaseCache, caches
+from django.db import connections, transaction
+
+from .aggregates import Aggregate, Reduction
+from .conf import conf
+from .signals import reduced
+
+__all__ = ["CacheStats", "cache_key", "cache_stats", "key_prefix", "reset_cache_stats"]
+
+logger = logging.getLogger("django_eventlog")
+
+A = TypeVar("A", bound=Aggregate)
+
+# Cache keys stay short and free of characters memcached or Redis patterns
+# treat specially; longer or odd aggregate names are cut and hashed.
+NAME_MAX_LENGTH = 100
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def key_prefix(aggregate_class: type[Aggregate] | None = None) -> str:
+    """Return the start of the keys of one aggregate class, or of all."""
+    prefix = f"{conf.EVENTLOG_CACHE_KEY_PREFIX}:"
+    if aggregate_class is None:
+        return prefix
+    return f"{prefix}{_safe_name(aggregate_class.aggregate_name)}:"
+
+
+def cache_key(aggregate_class: type[Aggregate], log_id: uuid.UUID) -> str:
+    """Return the key of a log's cached reduction into ``aggregate_class``."""
+    return f"{key_prefix(aggregate_class)}v{aggregate_class.version}:{log_id.hex}"
+
+
+@functools.lru_cache(maxsize=256)
+def _safe_name(name: str) -> str:
+    if _SAFE_NAME.fullmatch(name) and len(name) <= NAME_MAX_LENGTH:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", name)[: NAME_MAX_LENGTH - 17]
+    return f"{readable}-{digest}"
+
+
+# Statistics
+
+
+@dataclasses.dataclass(frozen=True)
+class CacheStats:
+    """Counts of cache activity in this process since start or ``reset``."""
+
+    hits: int = 0
+    misses: int = 0
+    #: reads and writes that failed, and entries that did not decode
+    errors: int = 0
+    writes: int = 0
+    #: events folded onto cached reductions (the work a hit still does)
+    events_applied_after_hit: int = 0
+
+
+class _Counters:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = {field.name: 0 for field in dataclasses.fields(CacheStats)}
+
+    def add(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += amount
+
+    def snapshot(self) -> CacheStats:
+        with self._lock:
+            return CacheStats(**self._counts)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._counts = dict.fromkeys(self._counts, 0)
+
+
+_counters = _Counters()
+
+
+def cache_stats() -> CacheStats:
+    """Return the cache activity counts of this process."""
+    return _counters.snapshot()
+
+
+def reset_cache_stats() -> None:
+    """Set every cache activity count back to zero."""
+    _counters.reset()
+
+
+# Entries
+
+
+class _Entry(msgspec.Struct, array_like=True, frozen=True):
+    name: str
+    version: int
+    log_id: uuid.UUID
+    through_index: int
+    reduced_at: datetime
+    log_created_at: datetime | None
+    aggregate: msgspec.Raw
+
+
+_encoder = msgspec.msgpack.Encoder()
+_entry_decoder = msgspec.msgpack.Decoder(_Entry)
+_aggregate_decoders: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
+_uncacheable_warned: set[type[Aggregate]] = set()
+
+
+def _aggregate_decoder(cls: type[A]) -> msgspec.msgpack.Decoder[A]:
+    decoder = _aggregate_decoders.get(cls)
+    if decoder is None:
+        decoder = _aggregate_decoders[cls] = msgspec.msgpack.Decoder(cls)
+    return decoder
+
+
+class _BadEntry(Exception):
+    pass
+
+
+def _decode(data: object, aggregate_class: type[A], log_id: uuid.UUID) -> Reduction[A]:
+    try:
+        if not isinstance(data, bytes):
+            raise _BadEntry(f"an entry of type {type(data).__name__}, not bytes")
+        entry = _entry_decoder.decode(data)
+        if (entry.name, entry.version, entry.log_id) != (
+            aggregate_class.aggregate_name,
+            aggregate_class.version,
+            log_id,
+        ):
+            raise _BadEntry(f"an entry of {entry.name} v{entry.version} {entry.log_id}")
+        aggregate = _aggregate_decoder(aggregate_class).decode(entry.aggregate)
+    except (msgspec.MsgspecError, TypeError, ValueError) as e:
+        raise _BadEntry(str(e)) from e
+    return Reduction(
+        log_id, aggregate, entry.through_index, entry.reduced_at, entry.log_created_at
+    )
+
+
+def _encode(reduction: Reduction[A], aggregate_class: type[A]) -> bytes | None:
+    """Encode a reduction, or return None when its aggregate cannot round-trip."""
+    aggregate = reduction.aggregate
+    try:
+        state = _encoder.encode(aggregate)
+        exact = _aggregate_decoder(aggregate_class).decode(state) == aggregate
+    except (msgspec.MsgspecError, TypeError, ValueError) as e:
+        exact, reason = False, str(e)
+    else:
+        reason = "it does not decode back to an equal state"
+    if not exact:
+        if aggregate_class not in _uncacheable_warned:
+            _uncacheable_warned.add(aggregate_class)
+            logger.warning(
+                "%s reductions are not cached: %s. Make the aggregate a dataclass "
+                "with typed fields, or set cache_policy = NeverCache().",
+                aggregate_class.__qualname__,
+                reason,
+            )
+        return None
+    entry = _Entry(
+        aggregate_class.aggregate_name,
+        aggregate_class.version,
+        reduction.log_id,
+        reduction.through_index,
+        reduction.reduced_at,
+        reduction.log_created_at,
+        msgspec.Raw(state),
+    )
+    return _encoder.encode(entry)
+
+
+# Reading
+
+
+@dataclasses.dataclass
+class Lookup:
+    """What a cache read found, for the write that follows the reduce."""
+
+    aggregate_class: type[Aggregate]
+    log_id: uuid.UUID
+    key: str
+    reduction: Reduction[Any] | None = None
+    outcome: str = "miss"  # "hit", "miss" or "error"
+    bad_entry: bool = False
+
+
+def _cache() -> BaseCache:
+    return caches[conf.EVENTLOG_CACHE_ALIAS]
+
+
+def read(aggregate_class: type[A], log_id: uuid.UUID) -> Lookup:
+    """Look up a cached reduction; any failure is a miss."""
+    lookup = Lookup(aggregate_class, log_id, cache_key(aggregate_class, log_id))
+    try:
+        data = _cache().get(lookup.key)
+    except Exception as e:
+        _read_failed(lookup, e)
+        return lookup
+    _found(lookup, data)
+    return lookup
+
+
+async def aread(aggregate_class: type[A], log_id: uuid.UUID) -> Lookup:
+    """Async :func:`read`, with the cache's async API."""
+    lookup = Lookup(aggregate_class, log_id, cache_key(aggregate_class, log_id))
+    try:
+        data = await _cache().aget(lookup.key)
+    except Exception as e:
+        _read_failed(lookup, e)
+        return lookup
+    _found(lookup, data)
+    return lookup
+
+
+def _read_failed(lookup: Lookup, error: Exception) -> None:
+    lookup.outcome = "error"
+    _counters.add("errors")
+    logger.warning(
+        "Reading cached reduction %s failed; reducing from the database: %r",
+        lookup.key,
+        error,
+    )
+
+
+def _found(lookup: Lookup, data: object) -> None:
+    if data is None:
+        _counters.add("misses")
+        return
+    try:
+        lookup.reduction = _decode(data, lookup.aggregate_class, lookup.log_id)
+    except _BadEntry as e:
+        lookup.outcome = "error"
+        lookup.bad_entry = True
+        _counters.add("errors")
+        logger.warning(
+            "Cached reduction %s does not decode (%s); reducing from the database "
+            "and replacing it.",
+            lookup.key,
+            e,
+        )
+        return
+    lookup.outcome = "hit"
+    _counters.add("hits")
+
+
+# Writing
+
+
+def _planned_write(
+    lookup: Lookup, reduction: Reduction[Any], events_applied: int
+) -> tuple[str, bytes | None] | None:
+    """Return (key, data to set or None to delete), or None for no write."""
+    aggregate_class = lookup.aggregate_class
+    if lookup.outcome == "hit":
+        _counters.add("events_applied_after_hit", events_applied)
+    reduced.send(
+        sender=aggregate_class,
+        log_id=lookup.log_id,
+        cache=lookup.outcome,
+        events_applied=events_applied,
+        through_index=reduction.through_index,
+    )
+    if lookup.outcome == "hit" and events_applied == 0:
+        return None  # the entry already says all this
+    policy = aggregate_class.cache_policy or conf.EVENTLOG_CACHE_POLICY
+    try:
+        wanted = policy.should_cache(reduction)
+    except Exception:
+        logger.exception("Caching policy %r failed; not caching.", policy)
+        wanted = False
+    data = _encode(reduction, aggregate_class) if wanted else None
+    if data is None and not lookup.bad_entry:
+        return None
+    return lookup.key, data
+
+
+def _timeout(aggregate_class: type[Aggregate]) -> int | None:
+    if aggregate_class.cache_timeout is not None:
+        return aggregate_class.cache_timeout
+    return conf.EVENTLOG_CACHE_TIMEOUT
+
+
+def write(
+    using: str, lookup: Lookup, reduction: Reduction[Any], events_applied: int
+) -> None:
+    """Store the reduction, if it adds something, when ``using`` commits."""
+    plan = _planned_write(lookup, reduction, events_applied)
+    if plan is not None:
+        key, data = plan
+        timeout = _timeout(lookup.aggregate_class)
+        transaction.on_commit(
+            functools.partial(_store, key, data, timeout), using=using, robust=True
+        )
+
+
+async def awrite(
+    using: str, lookup: Lookup, reduction: Reduction[Any], events_applied: int
+) -> None:
+    """Async :func:`write`: at once with ``aset`` outside a transaction."""
+    plan = _planned_write(lookup, reduction, events_applied)
+    if plan is None:
+        return
+    key, data = plan
+    timeout = _timeout(lookup.aggregate_class)
+    # Events were read in the thread sync_to_async uses; if that thread is in
+    # a transaction, the entry waits for its commit like a sync reduce's.
+    in_transaction = await sync_to_async(lambda: connections[using].in_atomic_block)()
+    if in_transaction:
+        await sync_to_async(transaction.on_commit)(
+            functools.partial(_store, key, data, timeout), using=using, robust=True
+        )
+        return
+    try:
+        if data is None:
+            await _cache().adelete(key)
+        else:
+            await _cache().aset(key, data, timeout)
+    except Exception as e:
+        _write_failed(key, e)
+    else:
+        _counters.add("writes")
+
+
+def _store(key: str, data: bytes | None, timeout: int | None) -> None:
+    try:
+        if data is None:
+            _cache().delete(key)
+        else:
+            _cache().set(key, data, timeout)
+    except Exception as e:
+        _write_failed(key, e)
+    else:
+        _counters.add("writes")
+
+
+def _write_failed(key: str, error: Exception) -> None:
+    _counters.add("errors")
+    logger.warning("Writing cached reduction %s failed: %r", key, error)
