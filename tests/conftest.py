@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
-from django.core.cache import caches
+from django.core.cache import BaseCache, caches
 from django.db import connection
 
 from django_eventlog import reset_cache_stats
+from tests.redis_server import RedisServer
 
 ON_POSTGRESQL = os.environ.get("EVENTLOG_DB", "sqlite") == "postgresql"
 
@@ -33,6 +35,50 @@ def _fresh_cache() -> Iterator[None]:
     reset_cache_stats()
     yield
     caches["default"].clear()
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The Redis of REDIS_URL (CI starts one), else a private redis-server."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        yield url
+        return
+    try:
+        server = RedisServer()
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e))
+    yield server.url
+    server.stop()
+
+
+def redis_cache(url: str) -> dict[str, Any]:
+    return {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": url,
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+    }
+
+
+@pytest.fixture(params=["locmem", "redis"])
+def eventlog_cache(
+    request: pytest.FixtureRequest, settings: Any
+) -> Iterator[BaseCache]:
+    """The cache of cached reductions: process memory, then a real Redis."""
+    if request.param == "redis":
+        config = redis_cache(request.getfixturevalue("redis_url"))
+    else:
+        config = {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": "eventlog-tests",
+        }
+    settings.CACHES = {**settings.CACHES, "eventlog": config}
+    settings.EVENTLOG_CACHE_ALIAS = "eventlog"
+    cache = caches["eventlog"]
+    cache.clear()
+    yield cache
+    cache.clear()
 
 
 @pytest.fixture
