@@ -188,7 +188,7 @@ compat_venv() {
     local venv=$1 python=$2 django=$3
     [[ -x $venv/bin/python ]] || "$python" -m venv "$venv"
     "$venv/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q \
-        -e ".[postgresql]" "$django" pytest pytest-django hypothesis factory-boy 2>&1 |
+        -e ".[postgresql,redis]" "$django" pytest pytest-django hypothesis factory-boy 2>&1 |
         { grep -v 'is ignored: it is neither a file nor a directory' || true; }
     "$venv/bin/python" -c 'import django, sys; print("Django", django.get_version(), "on Python", sys.version.split()[0])'
 }

@@ -66,6 +66,7 @@ def test_payment_walkthrough() -> None:
     assert info.value.log_id == state.log_id
 
 
+@pytest.mark.django_db(transaction=True)  # cache entries are written on commit
 def test_the_walkthrough_command_prints_each_step() -> None:
     out = StringIO()
     call_command("payment_walkthrough", stdout=out, no_color=True)
@@ -74,6 +75,13 @@ def test_the_walkthrough_command_prints_each_step() -> None:
     assert log_id is not None
     assert "approved 10000, captured 4000, refunded 6000, outstanding 0" in text
     assert f"IdempotentReplay: log {log_id[1]}, index 0" in text
+    assert re.findall(r"\(cache (\w+)\), applied (\d+) event", text) == [
+        ("miss", "2"),
+        ("hit", "1"),
+        ("hit", "1"),
+        ("hit", "0"),
+    ]
+    assert "Reduced again with nothing new: through index 3" in text
     events = json.loads(text[text.index("[") :])
     assert [e["index"] for e in events] == [0, 1, 2, 3]
     assert events[2]["event"] == {"amount": 4000, "statement_descriptor": "Widgets"}

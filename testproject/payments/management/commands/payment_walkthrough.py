@@ -9,6 +9,7 @@ from typing import Any
 from django.core.management.base import BaseCommand
 
 from django_eventlog import IdempotentReplay, Log
+from django_eventlog.signals import reduced
 from testproject.payments.events import (
     Authorized,
     Captured,
@@ -23,6 +24,22 @@ class Command(BaseCommand):
     help = "Create, authorize, capture and refund a payment, printing each step."
 
     def handle(self, *args: Any, **options: Any) -> None:
+        reduced.connect(self.on_reduced, sender=Payment)
+        try:
+            self.walk_through()
+        finally:
+            reduced.disconnect(self.on_reduced, sender=Payment)
+
+    def on_reduced(
+        self, sender: type[Payment], cache: str, events_applied: int, **kwargs: Any
+    ) -> None:
+        source = "the cached reduction" if cache == "hit" else "the database"
+        self.stdout.write(
+            f"  reduce: started from {source} (cache {cache}), "
+            f"applied {events_applied} event(s)"
+        )
+
+    def walk_through(self) -> None:
         key = f"demo-{uuid.uuid4()}"
 
         state = Log.objects.create_log(
@@ -61,6 +78,11 @@ class Command(BaseCommand):
 
         reduction = Log.objects.reduce(state.log_id, Payment)
         self.report(reduction.aggregate)
+
+        reduction = Log.objects.reduce(state.log_id, Payment)
+        self.step(
+            f"Reduced again with nothing new: through index {reduction.through_index}"
+        )
 
         records = Log.objects.load(state.log_id, start=0, limit=100)
         self.step(f"Loaded {len(records)} events as JSON:")
