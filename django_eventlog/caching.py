@@ -74,6 +74,8 @@ class CacheStats:
     #: reads and writes that failed, and entries that did not decode
     errors: int = 0
     writes: int = 0
+    #: entries deleted because they no longer decode or their policy said no
+    deletes: int = 0
     #: events folded onto cached reductions (the work a hit still does)
     events_applied_after_hit: int = 0
 
@@ -281,18 +283,29 @@ def _planned_write(
         events_applied=events_applied,
         through_index=reduction.through_index,
     )
+    stored = lookup.outcome == "hit" or lookup.bad_entry
+    if not _wanted(aggregate_class, reduction):
+        # Delete what is there, so that a policy that stops caching a log
+        # (LogAgePolicy.until, say) is not outlived by the entry.
+        return (lookup.key, None) if stored else None
     if lookup.outcome == "hit" and events_applied == 0:
         return None  # the entry already says all this
-    policy = aggregate_class.cache_policy or conf.EVENTLOG_CACHE_POLICY
-    try:
-        wanted = policy.should_cache(reduction)
-    except Exception:
-        logger.exception("Caching policy %r failed; not caching.", policy)
-        wanted = False
-    data = _encode(reduction, aggregate_class) if wanted else None
-    if data is None and not lookup.bad_entry:
-        return None
+    data = _encode(reduction, aggregate_class)
+    if data is None:
+        return (lookup.key, None) if stored else None
     return lookup.key, data
+
+
+def _wanted(aggregate_class: type[Aggregate], reduction: Reduction[Any]) -> bool:
+    try:
+        policy = aggregate_class.cache_policy or conf.EVENTLOG_CACHE_POLICY
+        return bool(policy.should_cache(reduction))
+    except Exception:
+        logger.exception(
+            "The caching policy of %s failed; not caching.",
+            aggregate_class.__qualname__,
+        )
+        return False
 
 
 def _timeout(aggregate_class: type[Aggregate]) -> int | None:
@@ -339,7 +352,7 @@ async def awrite(
     except Exception as e:
         _write_failed(key, e)
     else:
-        _counters.add("writes")
+        _counters.add("writes" if data is not None else "deletes")
 
 
 def _store(key: str, data: bytes | None, timeout: int | None) -> None:
@@ -351,7 +364,7 @@ def _store(key: str, data: bytes | None, timeout: int | None) -> None:
     except Exception as e:
         _write_failed(key, e)
     else:
-        _counters.add("writes")
+        _counters.add("writes" if data is not None else "deletes")
 
 
 def _write_failed(key: str, error: Exception) -> None:

@@ -92,10 +92,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     for aggregate_class in _subclasses(Aggregate):
         name = f"{aggregate_class.__module__}.{aggregate_class.__qualname__}"
         policy = aggregate_class.cache_policy
-        if policy is not None and not callable(getattr(policy, "should_cache", None)):
+        if policy is not None and (
+            isinstance(policy, type)
+            or not callable(getattr(policy, "should_cache", None))
+        ):
             errors.append(
                 Error(
-                    f"{name}.cache_policy has no should_cache() method.",
+                    f"{name}.cache_policy must be an instance with should_cache().",
                     obj=aggregate_class,
                     id="django_eventlog.E009",
                 )

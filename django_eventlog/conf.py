@@ -71,6 +71,10 @@ def load_policy(value: object) -> CachingPolicy:
     """Return the policy a setting names: an instance or a dotted path."""
     if isinstance(value, str):
         return _import_policy(value)
+    if isinstance(value, type):
+        raise ImproperlyConfigured(
+            f"{value.__qualname__} is a class; give an instance: {value.__qualname__}()"
+        )
     if not callable(getattr(value, "should_cache", None)):
         raise ImproperlyConfigured(
             f"{value!r} is not a caching policy: it has no should_cache() method."
@@ -85,7 +89,12 @@ def _import_policy(path: str) -> CachingPolicy:
     except ImportError as e:
         raise ImproperlyConfigured(f"Cannot import caching policy {path!r}: {e}") from e
     if isinstance(value, type):
-        value = value()
+        try:
+            value = value()
+        except TypeError as e:
+            raise ImproperlyConfigured(
+                f"Policy class {path!r} cannot be created without arguments: {e}"
+            ) from e
     return load_policy(value)
 
 

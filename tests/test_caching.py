@@ -17,6 +17,7 @@ from django_eventlog import (
     CacheStats,
     EventRecord,
     Log,
+    LogLengthPolicy,
     LogState,
     NeverCache,
     Reduction,
@@ -299,3 +300,31 @@ def test_areduce_inside_a_transaction_waits_for_the_commit(
     with pytest.raises(Abort):
         reduce_in_transaction()
     assert eventlog_cache.get(cache_key(Balance, state.log_id)) is None
+
+
+@transactional
+def test_an_entry_is_deleted_once_its_policy_says_no(
+    recording: list[tuple[str, str, Any]],
+) -> None:
+    class ShortLogs(Balance):
+        cache_policy = LogLengthPolicy.until(3)
+
+    state = open_account(1)
+    key = cache_key(ShortLogs, state.log_id)
+    Log.objects.reduce(state.log_id, ShortLogs)
+    assert caches["eventlog"].get(key) is not None
+    Log.objects.append(state, Deposited(2))
+    assert Log.objects.reduce(state.log_id, ShortLogs).aggregate.total == 3
+    assert ("delete", key, None) in recording
+    assert caches["eventlog"].get(key) is None
+
+
+@transactional
+def test_a_broken_policy_setting_never_fails_a_reduce(
+    eventlog_cache: BaseCache, settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings.EVENTLOG_CACHE_POLICY = "no.such.Policy"
+    state = open_account(4)
+    assert Log.objects.reduce(state.log_id, Balance).aggregate.total == 4
+    assert eventlog_cache.get(cache_key(Balance, state.log_id)) is None
+    assert "caching policy" in caplog.text

@@ -1,0 +1,778 @@
+"""Caching policies, cache timeouts, and the system checks of both."""
+
+from __future__ import annotations
+
+import gc
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from django.core.cache import BaseCache, caches
+from django.core.cache.backends.locmem import LocMemCache
+from django.test.utils import override_settings
+from django.utils import timezone
+
+from django_eventlog import (
+    Aggregate,
+    AlwaysCache,
+    CachingPolicy,
+    EventRecord,
+    InvalidArgument,
+    Log,
+    LogAgePolicy,
+    LogLengthPolicy,
+    LogState,
+    NeverCache,
+    Reduction,
+    cache_stats,
+    policies,
+)
+from django_eventlog.caching import cache_key
+from django_eventlog.checks import check_settings
+from tests.domain import Account, Deposited, Opened
+
+NOW = datetime(2025, 6, 1, 12, 0, tzinfo=dt_timezone.utc)
+DAY = timedelta(days=1)
+
+# EVENTLOG_CACHE_POLICY may name an instance by its dotted path.
+AT_LEAST_THREE = LogLengthPolicy.at_least(3)
+
+
+def reduction(length: int = 1, created_at: datetime | None = NOW) -> Reduction[Account]:
+    """A reduction of a log of ``length`` events (next_index == length)."""
+    return Reduction(uuid.uuid4(), Account(), length - 1, NOW, created_at)
+
+
+def aged(age: timedelta) -> Reduction[Account]:
+    return reduction(created_at=NOW - age)
+
+
+@pytest.fixture
+def frozen_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LogAgePolicy sees NOW as the current time, so ages are exact."""
+    monkeypatch.setattr(policies, "timezone", SimpleNamespace(now=lambda: NOW))
+
+
+def open_account(deposits: int = 0) -> LogState:
+    """A log of 1 + ``deposits`` events."""
+    state = Log.objects.create_log(Opened("ada"), kind="account")
+    for amount in range(1, deposits + 1):
+        state = Log.objects.append(state, Deposited(amount))
+    return state
+
+
+def cached_after_reduce(
+    capture: Callable[..., Any],
+    cache: BaseCache,
+    log_id: uuid.UUID,
+    aggregate_class: type[Aggregate],
+) -> bool:
+    """Reduce, commit, and say whether the cache now holds the entry."""
+    with capture(execute=True):
+        Log.objects.reduce(log_id, aggregate_class)
+    return cache.get(cache_key(aggregate_class, log_id)) is not None
+
+
+# Aggregates with their own policies and timeouts (valid: the checks accept them).
+
+
+@dataclass
+class Total(Aggregate):
+    total: int = 0
+
+    def apply(self, record: EventRecord) -> None:
+        if isinstance(record.event, Deposited):
+            self.total += record.event.amount
+
+
+class LongLogsTotal(Total):
+    cache_policy = LogLengthPolicy.at_least(3)
+
+
+class ShortLogsTotal(Total):
+    cache_policy = LogLengthPolicy.until(3)
+
+
+class YoungLogsTotal(Total):
+    cache_policy = LogAgePolicy.until(7 * DAY)
+
+
+class OldLogsTotal(Total):
+    cache_policy = LogAgePolicy.starting_at(7 * DAY)
+
+
+class MiddleAgedLogsTotal(Total):
+    cache_policy = LogAgePolicy.between(DAY, 7 * DAY)
+
+
+class AlwaysCachedTotal(Total):
+    cache_policy = AlwaysCache()
+
+
+class NeverCachedTotal(Total):
+    cache_policy = NeverCache()
+
+
+class ShortLivedTotal(Total):
+    cache_timeout = 5
+
+
+class LongLivedTotal(Total):
+    cache_timeout = 3600
+
+
+# LogLengthPolicy
+
+
+def test_log_length_at_least_caches_from_n_events_on() -> None:
+    policy = LogLengthPolicy.at_least(3)
+    assert policy == LogLengthPolicy(minimum=3, maximum=None)
+    assert [policy.should_cache(reduction(n)) for n in (0, 1, 2, 3, 4, 10_000)] == [
+        False,
+        False,
+        False,
+        True,
+        True,
+        True,
+    ]
+
+
+def test_log_length_until_caches_below_n_events() -> None:
+    policy = LogLengthPolicy.until(3)
+    assert policy == LogLengthPolicy(minimum=0, maximum=3)
+    assert [policy.should_cache(reduction(n)) for n in (0, 1, 2, 3, 4)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_log_length_between_is_half_open() -> None:
+    policy = LogLengthPolicy.between(2, 5)
+    assert policy == LogLengthPolicy(minimum=2, maximum=5)
+    assert [policy.should_cache(reduction(n)) for n in range(7)] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+
+
+def test_log_length_default_caches_every_length() -> None:
+    assert all(LogLengthPolicy().should_cache(reduction(n)) for n in (0, 1, 99))
+
+
+def test_the_length_is_the_next_index() -> None:
+    # An empty reduction (through_index -1) has length 0.
+    empty = Reduction(uuid.uuid4(), Account(), -1, NOW)
+    assert empty.next_index == 0
+    assert LogLengthPolicy.until(1).should_cache(empty)
+    assert not LogLengthPolicy.at_least(1).should_cache(empty)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LogLengthPolicy.at_least(-1),
+        lambda: LogLengthPolicy.until(0),
+        lambda: LogLengthPolicy.until(-3),
+        lambda: LogLengthPolicy.between(5, 5),
+        lambda: LogLengthPolicy.between(5, 3),
+        lambda: LogLengthPolicy.between(-1, 3),
+        lambda: LogLengthPolicy(minimum=-1),
+    ],
+)
+def test_invalid_length_bounds_are_refused(make: Callable[[], object]) -> None:
+    with pytest.raises(InvalidArgument, match="LogLengthPolicy needs 0 <= minimum"):
+        make()
+
+
+def test_the_smallest_valid_length_bounds() -> None:
+    assert LogLengthPolicy.at_least(0).should_cache(reduction(0))
+    assert LogLengthPolicy.until(1).maximum == 1
+    assert LogLengthPolicy.between(4, 5).should_cache(reduction(4))
+    assert not LogLengthPolicy.between(4, 5).should_cache(reduction(5))
+
+
+# LogAgePolicy (age = now - log_created_at)
+
+
+def test_log_age_starting_at(frozen_now: None) -> None:
+    policy = LogAgePolicy.starting_at(7 * DAY)
+    assert policy == LogAgePolicy(minimum=7 * DAY, maximum=None)
+    assert not policy.should_cache(aged(timedelta(0)))
+    assert not policy.should_cache(aged(7 * DAY - timedelta(microseconds=1)))
+    assert policy.should_cache(aged(7 * DAY))
+    assert policy.should_cache(aged(365 * DAY))
+
+
+def test_log_age_until(frozen_now: None) -> None:
+    policy = LogAgePolicy.until(7 * DAY)
+    assert policy == LogAgePolicy(minimum=timedelta(0), maximum=7 * DAY)
+    assert policy.should_cache(aged(timedelta(0)))
+    assert policy.should_cache(aged(7 * DAY - timedelta(microseconds=1)))
+    assert not policy.should_cache(aged(7 * DAY))
+    assert not policy.should_cache(aged(30 * DAY))
+
+
+def test_log_age_between_is_half_open(frozen_now: None) -> None:
+    policy = LogAgePolicy.between(DAY, 7 * DAY)
+    assert policy == LogAgePolicy(minimum=DAY, maximum=7 * DAY)
+    ages = [
+        timedelta(0),
+        DAY - timedelta(microseconds=1),
+        DAY,
+        3 * DAY,
+        7 * DAY - timedelta(microseconds=1),
+        7 * DAY,
+    ]
+    assert [policy.should_cache(aged(age)) for age in ages] == [
+        False,
+        False,
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_a_log_created_in_the_future_has_a_negative_age(frozen_now: None) -> None:
+    # Clock skew between servers: such a log is younger than any minimum.
+    assert not LogAgePolicy().should_cache(reduction(created_at=NOW + DAY))
+    assert not LogAgePolicy.until(DAY).should_cache(reduction(created_at=NOW + DAY))
+
+
+def test_log_age_without_a_creation_time_is_never_cached() -> None:
+    unknown = reduction(created_at=None)
+    for policy in (
+        LogAgePolicy(),
+        LogAgePolicy.until(365 * DAY),
+        LogAgePolicy.starting_at(timedelta(0)),
+    ):
+        assert not policy.should_cache(unknown)
+    # Other policies do not read the creation time.
+    assert LogLengthPolicy().should_cache(unknown)
+    assert AlwaysCache().should_cache(unknown)
+
+
+def test_log_age_uses_the_real_clock() -> None:
+    # Without a frozen clock: a log created an hour ago is an hour old.
+    recent = reduction(created_at=timezone.now() - timedelta(hours=1))
+    assert LogAgePolicy.until(DAY).should_cache(recent)
+    assert not LogAgePolicy.starting_at(DAY).should_cache(recent)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: LogAgePolicy.starting_at(-timedelta(seconds=1)),
+        lambda: LogAgePolicy.until(timedelta(0)),
+        lambda: LogAgePolicy.until(-DAY),
+        lambda: LogAgePolicy.between(DAY, DAY),
+        lambda: LogAgePolicy.between(2 * DAY, DAY),
+        lambda: LogAgePolicy.between(-DAY, DAY),
+    ],
+)
+def test_invalid_age_bounds_are_refused(make: Callable[[], object]) -> None:
+    with pytest.raises(InvalidArgument, match="LogAgePolicy needs 0 <= minimum"):
+        make()
+
+
+# AlwaysCache, NeverCache
+
+
+def test_always_cache_caches_everything() -> None:
+    policy = AlwaysCache()
+    assert policy.should_cache(reduction(0))
+    assert policy.should_cache(reduction(100_000, created_at=None))
+
+
+def test_never_cache_caches_nothing() -> None:
+    policy = NeverCache()
+    assert not policy.should_cache(reduction(0))
+    assert not policy.should_cache(reduction(100_000))
+
+
+def test_built_in_policies_are_caching_policies() -> None:
+    for policy in (
+        AlwaysCache(),
+        NeverCache(),
+        LogLengthPolicy.at_least(1),
+        LogAgePolicy.until(DAY),
+    ):
+        assert isinstance(policy, CachingPolicy)
+    assert not isinstance(object(), CachingPolicy)
+
+
+# The policy decides whether a real reduce writes the entry.
+
+
+@pytest.mark.django_db
+def test_log_length_policy_decides_the_write(
+    eventlog_cache: BaseCache, django_capture_on_commit_callbacks: Any
+) -> None:
+    capture = django_capture_on_commit_callbacks
+    state = open_account(1)  # 2 events
+    log_id = state.log_id
+    assert not cached_after_reduce(capture, eventlog_cache, log_id, LongLogsTotal)
+    assert cached_after_reduce(capture, eventlog_cache, log_id, ShortLogsTotal)
+
+    Log.objects.append(state, Deposited(2))  # 3 events
+    assert cached_after_reduce(capture, eventlog_cache, log_id, LongLogsTotal)
+    # ShortLogsTotal's entry of 2 events starts the next reduce, which applies
+    # the third event, and is then deleted: the policy no longer wants it.
+    before = cache_stats()
+    with capture(execute=True):
+        result = Log.objects.reduce(log_id, ShortLogsTotal)
+    after = cache_stats()
+    assert result.aggregate == ShortLogsTotal(3)
+    assert result.next_index == 3
+    assert (after.hits - before.hits, after.writes - before.writes) == (1, 0)
+    assert after.deletes - before.deletes == 1
+    assert after.events_applied_after_hit - before.events_applied_after_hit == 1
+    assert eventlog_cache.get(cache_key(ShortLogsTotal, log_id)) is None
+
+
+@pytest.mark.django_db
+def test_log_age_policy_decides_the_write(
+    eventlog_cache: BaseCache, django_capture_on_commit_callbacks: Any
+) -> None:
+    capture = django_capture_on_commit_callbacks
+    young = open_account(1).log_id  # created now
+    middle = open_account(1).log_id
+    old = open_account(1).log_id
+    now = timezone.now()
+    # Log rows, unlike events, may be updated.
+    Log.objects.filter(pk=middle).update(created_at=now - 3 * DAY)
+    Log.objects.filter(pk=old).update(created_at=now - 30 * DAY)
+
+    written = {
+        (name, aggregate.__name__): cached_after_reduce(
+            capture, eventlog_cache, log_id, aggregate
+        )
+        for name, log_id in (("young", young), ("middle", middle), ("old", old))
+        for aggregate in (YoungLogsTotal, MiddleAgedLogsTotal, OldLogsTotal)
+    }
+    assert written == {
+        ("young", "YoungLogsTotal"): True,
+        ("young", "MiddleAgedLogsTotal"): False,
+        ("young", "OldLogsTotal"): False,
+        ("middle", "YoungLogsTotal"): True,
+        ("middle", "MiddleAgedLogsTotal"): True,
+        ("middle", "OldLogsTotal"): False,
+        ("old", "YoungLogsTotal"): False,
+        ("old", "MiddleAgedLogsTotal"): False,
+        ("old", "OldLogsTotal"): True,
+    }
+    # The creation time travels with the cached entry.
+    hit = Log.objects.reduce(old, OldLogsTotal)
+    assert hit.log_created_at == now - 30 * DAY
+    assert hit.aggregate == OldLogsTotal(1)
+
+
+@pytest.mark.django_db
+def test_always_and_never_cache_decide_the_write(
+    eventlog_cache: BaseCache, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    capture = django_capture_on_commit_callbacks
+    log_id = open_account(2).log_id
+    # The per-aggregate policies hold whatever the project default says.
+    for project_default in ("django_eventlog.policies.NeverCache", AlwaysCache()):
+        settings.EVENTLOG_CACHE_POLICY = project_default
+        eventlog_cache.clear()
+        assert cached_after_reduce(capture, eventlog_cache, log_id, AlwaysCachedTotal)
+        assert not cached_after_reduce(
+            capture, eventlog_cache, log_id, NeverCachedTotal
+        )
+
+
+# The project default: EVENTLOG_CACHE_POLICY
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "tests.test_policies.AT_LEAST_THREE",  # the path of an instance
+        "django_eventlog.policies.LogLengthPolicy",  # of a class: its defaults
+        AT_LEAST_THREE,  # an instance
+    ],
+    ids=["instance-path", "class-path", "instance"],
+)
+def test_the_project_default_policy(
+    eventlog_cache: BaseCache,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+    setting: object,
+) -> None:
+    capture = django_capture_on_commit_callbacks
+    settings.EVENTLOG_CACHE_POLICY = setting
+    short = open_account(1).log_id  # 2 events
+    long = open_account(2).log_id  # 3 events
+    caches_short_logs = setting == "django_eventlog.policies.LogLengthPolicy"
+    # Account sets no cache_policy: the setting decides.
+    assert cached_after_reduce(capture, eventlog_cache, short, Account) is (
+        caches_short_logs
+    )
+    assert cached_after_reduce(capture, eventlog_cache, long, Account)
+
+
+@pytest.mark.django_db
+def test_the_default_project_policy_caches_everything(
+    eventlog_cache: BaseCache, django_capture_on_commit_callbacks: Any
+) -> None:
+    log_id = open_account(0).log_id  # a single event
+    assert cached_after_reduce(
+        django_capture_on_commit_callbacks, eventlog_cache, log_id, Account
+    )
+
+
+@pytest.mark.django_db
+def test_an_aggregate_policy_overrides_the_project_default(
+    eventlog_cache: BaseCache,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+) -> None:
+    capture = django_capture_on_commit_callbacks
+    settings.EVENTLOG_CACHE_POLICY = "django_eventlog.policies.NeverCache"
+    short = open_account(0).log_id
+    long = open_account(3).log_id
+    assert not cached_after_reduce(capture, eventlog_cache, long, Account)
+    assert not cached_after_reduce(capture, eventlog_cache, long, Total)
+    # LongLogsTotal's own policy, not NeverCache, decides.
+    assert cached_after_reduce(capture, eventlog_cache, long, LongLogsTotal)
+    assert not cached_after_reduce(capture, eventlog_cache, short, LongLogsTotal)
+
+    settings.EVENTLOG_CACHE_POLICY = AlwaysCache()
+    assert cached_after_reduce(capture, eventlog_cache, short, Total)
+    assert not cached_after_reduce(capture, eventlog_cache, long, NeverCachedTotal)
+
+
+# Timeouts: the aggregate's cache_timeout, else EVENTLOG_CACHE_TIMEOUT
+
+
+class TimeoutRecordingCache(LocMemCache):
+    """A local-memory cache that records the timeout of every set()."""
+
+    def __init__(self, name: str, params: dict[str, Any]) -> None:
+        super().__init__(name, params)
+        self.timeouts: list[tuple[str, Any]] = []
+
+    def set(
+        self, key: str, value: Any, timeout: Any = None, version: int | None = None
+    ) -> None:
+        self.timeouts.append((key, timeout))
+        super().set(key, value, timeout, version)
+
+
+@pytest.fixture
+def recording_cache(settings: Any) -> Iterator[TimeoutRecordingCache]:
+    settings.CACHES = {
+        **settings.CACHES,
+        "eventlog": {
+            "BACKEND": "tests.test_policies.TimeoutRecordingCache",
+            "LOCATION": "eventlog-policy-timeouts",
+        },
+    }
+    settings.EVENTLOG_CACHE_ALIAS = "eventlog"
+    cache = caches["eventlog"]
+    assert isinstance(cache, TimeoutRecordingCache)
+    cache.clear()
+    yield cache
+    cache.clear()
+
+
+_UNSET = object()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("setting", "aggregate_class", "expected"),
+    [
+        (_UNSET, Account, 86400),  # the default of EVENTLOG_CACHE_TIMEOUT
+        (60, Account, 60),
+        (None, Account, None),
+        (60, ShortLivedTotal, 5),
+        (None, ShortLivedTotal, 5),
+        (60, LongLivedTotal, 3600),
+    ],
+)
+def test_the_timeout_passed_to_the_cache(
+    recording_cache: TimeoutRecordingCache,
+    django_capture_on_commit_callbacks: Any,
+    settings: Any,
+    setting: object,
+    aggregate_class: type[Aggregate],
+    expected: int | None,
+) -> None:
+    if setting is _UNSET:
+        del settings.EVENTLOG_CACHE_TIMEOUT
+    else:
+        settings.EVENTLOG_CACHE_TIMEOUT = setting
+    log_id = open_account(1).log_id
+    with django_capture_on_commit_callbacks(execute=True):
+        Log.objects.reduce(log_id, aggregate_class)
+    assert recording_cache.timeouts == [(cache_key(aggregate_class, log_id), expected)]
+
+
+@pytest.mark.django_db
+def test_entries_expire_after_their_timeout(
+    eventlog_cache: BaseCache, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    settings.EVENTLOG_CACHE_TIMEOUT = 1
+    log_id = open_account(1).log_id
+    with django_capture_on_commit_callbacks(execute=True):
+        Log.objects.reduce(log_id, Account)  # the setting: 1 s
+        Log.objects.reduce(log_id, LongLivedTotal)  # its own: 3600 s
+    assert eventlog_cache.get(cache_key(Account, log_id)) is not None
+    assert eventlog_cache.get(cache_key(LongLivedTotal, log_id)) is not None
+    time.sleep(1.1)
+    assert eventlog_cache.get(cache_key(Account, log_id)) is None
+    assert eventlog_cache.get(cache_key(LongLivedTotal, log_id)) is not None
+
+
+# System checks E005-E011
+
+
+def check_ids() -> list[str]:
+    return [message.id for message in check_settings() if message.id]
+
+
+def test_the_cache_settings_pass_by_default() -> None:
+    assert check_ids() == []
+
+
+def test_e005_cache_alias_not_in_caches() -> None:
+    with override_settings(EVENTLOG_CACHE_ALIAS="missing"):
+        messages = check_settings()
+    assert [m.id for m in messages] == ["django_eventlog.E005"]
+    assert "'missing'" in messages[0].msg
+    with override_settings(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
+        EVENTLOG_CACHE_ALIAS="default",
+    ):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("no_such_module.Policy", "Cannot import caching policy"),
+        ("nodots", "Cannot import caching policy"),
+        ("django_eventlog.policies.NoSuchPolicy", "Cannot import caching policy"),
+        ("django_eventlog.conf.DEFAULTS", "has no should_cache() method"),
+        (object(), "has no should_cache() method"),
+        (5, "has no should_cache() method"),
+        (None, "has no should_cache() method"),
+    ],
+)
+def test_e006_bad_policy_setting(value: object, expected: str) -> None:
+    with override_settings(EVENTLOG_CACHE_POLICY=value):
+        messages = check_settings()
+    assert [m.id for m in messages] == ["django_eventlog.E006"]
+    assert messages[0].msg.startswith("EVENTLOG_CACHE_POLICY: ")
+    assert expected in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "django_eventlog.policies.NeverCache",
+        "django_eventlog.policies.LogLengthPolicy",
+        "tests.test_policies.AT_LEAST_THREE",
+        LogAgePolicy.until(DAY),
+    ],
+)
+def test_good_policy_settings_pass(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_POLICY=value):
+        assert check_ids() == []
+
+
+def test_e006_policy_class_that_needs_arguments() -> None:
+    with override_settings(EVENTLOG_CACHE_POLICY="tests.domain.Opened"):
+        assert check_ids() == ["django_eventlog.E006"]
+
+
+@pytest.mark.parametrize("value", [0, -1, "60", 1.5, True])
+def test_e007_bad_timeout(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_TIMEOUT=value):
+        assert check_ids() == ["django_eventlog.E007"]
+
+
+@pytest.mark.parametrize("value", [None, 1, 86400 * 365])
+def test_good_timeouts_pass(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_TIMEOUT=value):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    "value", ["", "a b", "a:b", "a*", "é", "x" * 51, 5, None, b"eventlog"]
+)
+def test_e008_bad_key_prefix(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_KEY_PREFIX=value):
+        assert check_ids() == ["django_eventlog.E008"]
+
+
+@pytest.mark.parametrize("value", ["x", "my-app.v2_cache", "x" * 50])
+def test_good_key_prefixes_pass(value: str) -> None:
+    with override_settings(EVENTLOG_CACHE_KEY_PREFIX=value):
+        assert check_ids() == []
+
+
+def _apply(self: Aggregate, record: EventRecord) -> None:
+    pass
+
+
+_OPTIONS = ("cache_policy", "cache_timeout", "version")
+
+
+@pytest.fixture
+def defined_here() -> Iterator[list[weakref.ref[type[Aggregate]]]]:
+    """Weak references to the aggregate classes a test defines.
+
+    A passing test deletes its classes and checks that they were collected.
+    A failing one keeps them alive in its traceback, where the checks of later
+    tests would still find them: their options are reset to valid ones.
+    """
+    refs: list[weakref.ref[type[Aggregate]]] = []
+    yield refs
+    for ref in refs:
+        cls = ref()
+        if cls is not None:
+            for option in _OPTIONS:
+                if option in cls.__dict__:
+                    delattr(cls, option)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "check_id", "message"),
+    [
+        (
+            "cache_policy",
+            object(),
+            "E009",
+            "cache_policy must be an instance with should_cache().",
+        ),
+        (
+            "cache_policy",
+            "django_eventlog.policies.NeverCache",  # a path is a setting's form
+            "E009",
+            "cache_policy must be an instance with should_cache().",
+        ),
+        ("cache_timeout", 0, "E010", "cache_timeout must be positive seconds or None."),
+        (
+            "cache_timeout",
+            -5,
+            "E010",
+            "cache_timeout must be positive seconds or None.",
+        ),
+        (
+            "cache_timeout",
+            "60",
+            "E010",
+            "cache_timeout must be positive seconds or None.",
+        ),
+        (
+            "cache_timeout",
+            1.5,
+            "E010",
+            "cache_timeout must be positive seconds or None.",
+        ),
+        (
+            "cache_timeout",
+            True,
+            "E010",
+            "cache_timeout must be positive seconds or None.",
+        ),
+        ("version", 0, "E011", "version must be a positive integer."),
+        ("version", -1, "E011", "version must be a positive integer."),
+        ("version", "2", "E011", "version must be a positive integer."),
+        ("version", None, "E011", "version must be a positive integer."),
+        ("version", True, "E011", "version must be a positive integer."),
+    ],
+)
+def test_e009_e010_e011_bad_aggregate_options(
+    defined_here: list[weakref.ref[type[Aggregate]]],
+    attribute: str,
+    value: object,
+    check_id: str,
+    message: str,
+) -> None:
+    bad = type(
+        "BadAggregate",
+        (Aggregate,),
+        {attribute: value, "apply": _apply, "__module__": __name__},
+    )
+
+    class ChildOfBad(bad):  # type: ignore[valid-type,misc]
+        pass
+
+    defined_here.extend([weakref.ref(bad), weakref.ref(ChildOfBad)])
+
+    found = [(m.id, m.obj, m.msg) for m in check_settings()]
+    assert found == [
+        (f"django_eventlog.{check_id}", bad, f"{__name__}.BadAggregate.{message}"),
+        # Subclasses of subclasses are checked too, and inherit the option.
+        (
+            f"django_eventlog.{check_id}",
+            ChildOfBad,
+            f"{__name__}.{ChildOfBad.__qualname__}.{message}",
+        ),
+    ]
+
+    del bad, ChildOfBad, found
+    gc.collect()
+    # Once collected they no longer exist for the checks (nor for other tests).
+    assert [ref() for ref in defined_here] == [None, None]
+    assert check_ids() == []
+
+
+def test_one_aggregate_with_every_option_wrong(
+    defined_here: list[weakref.ref[type[Aggregate]]],
+) -> None:
+    class Broken(Aggregate):
+        cache_policy = 42  # type: ignore[assignment]
+        cache_timeout = -1
+        version = 0
+
+        def apply(self, record: EventRecord) -> None:
+            pass
+
+    defined_here.append(weakref.ref(Broken))
+    messages = [(m.id, m.obj) for m in check_settings()]
+    assert messages == [
+        ("django_eventlog.E009", Broken),
+        ("django_eventlog.E010", Broken),
+        ("django_eventlog.E011", Broken),
+    ]
+
+    del Broken, messages
+    gc.collect()
+    assert defined_here[0]() is None
+    assert check_ids() == []
+
+
+def test_e009_a_policy_class_instead_of_an_instance(
+    defined_here: list[weakref.ref[type[Aggregate]]],
+) -> None:
+    class ClassNotInstance(Aggregate):
+        cache_policy = AlwaysCache  # type: ignore[assignment]
+
+        def apply(self, record: EventRecord) -> None:
+            pass
+
+    defined_here.append(weakref.ref(ClassNotInstance))
+    ids = [m.id for m in check_settings() if m.obj is ClassNotInstance]
+    assert ids == ["django_eventlog.E009"]
