@@ -11,7 +11,7 @@ from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 
 from .aggregates import Aggregate
-from .conf import DEFAULTS, load_policy
+from .conf import DEFAULTS, load_aggregate, load_policy
 
 KEY_PREFIX_MAX_LENGTH = 50
 
@@ -88,6 +88,18 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 f"{KEY_PREFIX_MAX_LENGTH} letters, digits, '_', '.' or '-'.",
                 id="django_eventlog.E008",
             )
+        )
+    try:
+        admin_aggregates = _setting("EVENTLOG_ADMIN_AGGREGATES")
+        if not isinstance(admin_aggregates, dict) or not all(
+            isinstance(kind, str) for kind in admin_aggregates
+        ):
+            raise ImproperlyConfigured("it must be a dict of log kind to aggregate.")
+        for value in admin_aggregates.values():
+            load_aggregate(value)
+    except ImproperlyConfigured as e:
+        errors.append(
+            Error(f"EVENTLOG_ADMIN_AGGREGATES: {e}", id="django_eventlog.E012")
         )
     for aggregate_class in _subclasses(Aggregate):
         name = f"{aggregate_class.__module__}.{aggregate_class.__qualname__}"

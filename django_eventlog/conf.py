@@ -10,6 +10,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
+    from .aggregates import Aggregate
     from .policies import CachingPolicy
 
 DEFAULTS: dict[str, Any] = {
@@ -28,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "EVENTLOG_CACHE_TIMEOUT": 86400,
     # Start of every cache key this library writes.
     "EVENTLOG_CACHE_KEY_PREFIX": "eventlog",
+    # Log kind -> Aggregate class (or its dotted path) whose state the admin
+    # timeline shows after each event.
+    "EVENTLOG_ADMIN_AGGREGATES": {},
 }
 
 
@@ -65,6 +69,27 @@ class Settings:
     @property
     def EVENTLOG_CACHE_KEY_PREFIX(self) -> str:
         return str(self._get("EVENTLOG_CACHE_KEY_PREFIX"))
+
+    @property
+    def EVENTLOG_ADMIN_AGGREGATES(self) -> dict[str, type[Aggregate]]:
+        return {
+            kind: load_aggregate(value)
+            for kind, value in dict(self._get("EVENTLOG_ADMIN_AGGREGATES")).items()
+        }
+
+
+def load_aggregate(value: object) -> type[Aggregate]:
+    """Return the Aggregate subclass a setting names: the class or its path."""
+    from .aggregates import Aggregate
+
+    if isinstance(value, str):
+        try:
+            value = import_string(value)
+        except ImportError as e:
+            raise ImproperlyConfigured(f"Cannot import aggregate {value!r}: {e}") from e
+    if not (isinstance(value, type) and issubclass(value, Aggregate)):
+        raise ImproperlyConfigured(f"{value!r} is not an Aggregate subclass.")
+    return value
 
 
 def load_policy(value: object) -> CachingPolicy:

@@ -21,7 +21,13 @@ if sys.version_info >= (3, 11):
 else:
     from typing_extensions import dataclass_transform
 
-__all__ = ["DomainEvent", "decode_event", "encode_event", "event_class"]
+__all__ = [
+    "DomainEvent",
+    "decode_event",
+    "encode_event",
+    "event_class",
+    "registered_type_names",
+]
 
 TYPE_NAME_MAX_LENGTH = 200
 
@@ -91,6 +97,11 @@ def event_class(type_name: str) -> type[DomainEvent]:
         return _registry[type_name]
     except KeyError:
         raise UnknownEventType(type_name) from None
+
+
+def registered_type_names() -> list[str]:
+    """Return the stored type names of every defined event class, sorted."""
+    return sorted(_registry)
 
 
 def encode_event(event: DomainEvent) -> str:

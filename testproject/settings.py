@@ -103,3 +103,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "loggers": {"django_eventlog": {"handlers": ["console"], "level": "WARNING"}},
 }
+
+# The admin timeline shows a payment's state after each of its events.
+EVENTLOG_ADMIN_AGGREGATES = {"payment": "testproject.payments.events.Payment"}

@@ -1,0 +1,346 @@
+"""Read-only admin for logs and events, with a timeline per log.
+
+``LogAdmin`` and ``EventAdmin`` are registered on the default admin site.
+To change them, unregister and register a subclass, or register them on
+your own ``AdminSite``::
+
+    admin.site.unregister(Log)
+
+    @admin.register(Log)
+    class MyLogAdmin(LogAdmin):
+        timeline_page_size = 100
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import msgspec
+from django.contrib import admin
+from django.contrib.auth import get_permission_codename
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html
+
+from .aggregates import Aggregate, EventRecord
+from .conf import conf
+from .events import registered_type_names
+from .models import Event, Log, _event_rows, _record
+
+__all__ = ["EventAdmin", "LogAdmin", "ReadOnlyAdmin"]
+
+
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
+    """Count an unfiltered PostgreSQL table from its statistics, not COUNT(*).
+
+    The admin counts rows on every page load; on a table of millions of
+    events that count costs more than the page.
+    """
+
+    @cached_property
+    def count(self) -> int:
+        query = self.object_list
+        if (
+            isinstance(query, QuerySet)
+            and not query.query.where
+            and connections[query.db].vendor == "postgresql"
+        ):
+            with connections[query.db].cursor() as cursor:
+                cursor.execute(
+                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                    [query.model._meta.db_table],
+                )
+                row = cursor.fetchone()
+            # -1 (never analyzed) or a small table: count for real.
+            if row is not None and row[0] > 10_000:
+                return int(row[0])
+        return super().count
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """No add, change or delete, for superusers too; viewing needs view permission."""
+
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        codename = get_permission_codename("view", self.opts)
+        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+@dataclass
+class TimelineEntry:
+    """One event as the timeline shows it."""
+
+    index: int
+    type: str
+    recorded_at: Any
+    idempotency_key: str | None
+    payload: str
+    state: list[tuple[str, str, bool]] = field(default_factory=list)
+
+
+class LogAdmin(ReadOnlyAdmin):
+    """Logs, searchable by exact log id or idempotency key, each with its timeline."""
+
+    list_display = ("id", "kind", "created_at", "event_count", "last_event_at")
+    list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("=id",)
+    search_help_text = "An exact log id or idempotency key."
+    ordering = ("-created_at",)
+    fields = ("id", "kind", "created_at", "event_count", "last_event_at")
+    readonly_fields = fields
+    change_form_template = "admin/django_eventlog/log/change_form.html"
+    #: events per timeline page
+    timeline_page_size = 50
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Log]:
+        # The last event by index (contiguous from 0) gives the count and the
+        # time of the last event from one index probe per log on the page,
+        # where COUNT/MAX over a join would aggregate the whole events table.
+        last = Event.objects.filter(log=OuterRef("pk")).order_by("-index")
+        logs: QuerySet[Log] = super().get_queryset(request)
+        return logs.annotate(
+            last_index=Subquery(last.values("index")[:1]),
+            last_recorded_at=Subquery(last.values("recorded_at")[:1]),
+        )
+
+    @admin.display(description="events")
+    def event_count(self, log: Any) -> int:
+        return 0 if log.last_index is None else int(log.last_index) + 1
+
+    @admin.display(description="last event", ordering="last_recorded_at")
+    def last_event_at(self, log: Any) -> Any:
+        return log.last_recorded_at
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Log], search_term: str
+    ) -> tuple[QuerySet[Log], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        by_key = Q(pk__in=Event.objects.filter(idempotency_key=term).values("log_id"))
+        try:
+            return queryset.filter(Q(pk=uuid.UUID(term)) | by_key), False
+        except ValueError:
+            return queryset.filter(by_key), False
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = dict(extra_context or {})
+        log = self.get_object(request, object_id)
+        if log is not None and self.has_view_permission(request, log):
+            context.update(self.timeline_context(request, log))
+        return super().change_view(request, object_id, form_url, context)
+
+    def timeline_context(self, request: HttpRequest, log: Log) -> dict[str, Any]:
+        """Return one keyset-paginated page of the log's events."""
+        newest_first = request.GET.get("order") == "desc"
+        event_type = request.GET.get("type", "")
+        show_state = request.GET.get("state") == "1"
+        start = _non_negative_int(request.GET.get("from"))
+        size = self.timeline_page_size
+
+        events = Event.objects.using(log._state.db).filter(log_id=log.pk)
+        if event_type:
+            events = events.filter(type=event_type)
+        if newest_first:
+            page = events.order_by("-index")
+            if start is not None:
+                page = page.filter(index__lte=start)
+        else:
+            page = events.order_by("index").filter(index__gte=start or 0)
+        rows = list(
+            page.values("index", "type", "recorded_at", "idempotency_key", "payload")[
+                : size + 1
+            ]
+        )
+        next_from = rows[size]["index"] if len(rows) > size else None
+        rows = rows[:size]
+        previous_from = None
+        if rows:
+            # The page before this one starts `size` events back, the other way.
+            first = rows[0]["index"]
+            back = (
+                events.filter(index__gt=first).order_by("index")
+                if newest_first
+                else events.filter(index__lt=first).order_by("-index")
+            )
+            before = list(back.values_list("index", flat=True)[:size])
+            previous_from = before[-1] if before else None
+
+        entries = [
+            TimelineEntry(
+                row["index"],
+                row["type"],
+                row["recorded_at"],
+                row["idempotency_key"],
+                json.dumps(row["payload"], indent=2, ensure_ascii=False),
+            )
+            for row in rows
+        ]
+        aggregate_class = conf.EVENTLOG_ADMIN_AGGREGATES.get(log.kind)
+        state_error = None
+        if show_state and aggregate_class is not None and entries:
+            try:
+                _fill_states(log, aggregate_class, entries)
+            except Exception as e:
+                state_error = f"{type(e).__name__}: {e}"
+
+        def link(**changes: Any) -> str:
+            params = {
+                "order": "desc" if newest_first else "asc",
+                "type": event_type,
+                "state": "1" if show_state else "",
+                **changes,
+            }
+            query = "&".join(
+                f"{k}={v}" for k, v in params.items() if v not in ("", None, "asc")
+            )
+            return f"?{query}#timeline" if query else "?#timeline"
+
+        return {
+            "timeline": entries,
+            "timeline_newest_first": newest_first,
+            "timeline_type": event_type,
+            "timeline_types": registered_type_names(),
+            "timeline_show_state": show_state,
+            # A name: templates would call (instantiate) a class.
+            "timeline_aggregate": aggregate_class and aggregate_class.__qualname__,
+            "timeline_state_error": state_error,
+            "timeline_first_url": link(**{"from": None}),
+            "timeline_next_url": None
+            if next_from is None
+            else link(**{"from": next_from}),
+            "timeline_previous_url": (
+                None if previous_from is None else link(**{"from": previous_from})
+            ),
+            "timeline_toggle_order_url": link(
+                order="asc" if newest_first else "desc", **{"from": None}
+            ),
+            "timeline_toggle_state_url": link(state="" if show_state else "1"),
+        }
+
+
+def _non_negative_int(value: str | None) -> int | None:
+    try:
+        number = int(value or "")
+    except ValueError:
+        return None
+    return number if number >= 0 else None
+
+
+def _state_dict(aggregate: Aggregate) -> dict[str, Any]:
+    try:
+        state = msgspec.to_builtins(aggregate)
+    except (msgspec.MsgspecError, TypeError):
+        return {name: repr(value) for name, value in vars(aggregate).items()}
+    return state if isinstance(state, dict) else {"state": state}
+
+
+def _fill_states(
+    log: Log, aggregate_class: type[Aggregate], entries: list[TimelineEntry]
+) -> None:
+    """Set each entry's state after its event, folding the log once from 0."""
+    by_index = {entry.index: entry for entry in entries}
+    last = max(by_index)
+    aggregate = aggregate_class()
+    rows = _event_rows(log._state.db or "default", log.pk, 0).filter(index__lte=last)
+    for row in rows.iterator(chunk_size=conf.EVENTLOG_CHUNK_SIZE):
+        record: EventRecord = _record(row)
+        entry = by_index.get(record.index)
+        before = _state_dict(aggregate) if entry is not None else None
+        aggregate.apply(record)
+        if entry is not None and before is not None:
+            after = _state_dict(aggregate)
+            entry.state = [
+                (
+                    name,
+                    json.dumps(value, indent=2, ensure_ascii=False, default=str),
+                    before.get(name, _MISSING) != value,
+                )
+                for name, value in after.items()
+            ]
+
+
+_MISSING = object()
+
+
+class EventAdmin(ReadOnlyAdmin):
+    """Events across logs: search by type or idempotency key, filter by time."""
+
+    list_display = (
+        "id",
+        "timeline_link",
+        "index",
+        "type",
+        "recorded_at",
+        "idempotency_key",
+    )
+    list_display_links = None
+    list_filter = (("recorded_at", admin.DateFieldListFilter),)
+    search_fields = ("=type", "=idempotency_key")
+    search_help_text = (
+        "An exact event type or idempotency key. Any time range: "
+        "?recorded_at__gte=2026-01-01&recorded_at__lt=2026-02-01"
+    )
+    ordering = ("-id",)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Event], search_term: str
+    ) -> tuple[QuerySet[Event], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        return queryset.filter(Q(type=term) | Q(idempotency_key=term)), False
+
+    @admin.display(description="log")
+    def timeline_link(self, event: Event) -> str:
+        return format_html('<a href="{}">{}</a>', _timeline_url(event), event.log_id)
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        event = self.get_object(request, object_id)
+        if event is None or not self.has_view_permission(request, event):
+            return super().change_view(request, object_id, form_url, extra_context)
+        return HttpResponseRedirect(_timeline_url(event))
+
+
+def _timeline_url(event: Event) -> str:
+    url = reverse("admin:django_eventlog_log_change", args=[event.log_id])
+    return f"{url}?from={event.index}#event-{event.index}"
+
+
+admin.site.register(Log, LogAdmin)
+admin.site.register(Event, EventAdmin)
