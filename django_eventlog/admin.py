@@ -27,6 +27,7 @@ from django.db import connections
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from .aggregates import Aggregate, EventRecord
@@ -131,8 +132,10 @@ class LogAdmin(ReadOnlyAdmin):
         return 0 if log.last_index is None else int(log.last_index) + 1
 
     @admin.display(description="last event", ordering="last_recorded_at")
-    def last_event_at(self, log: Any) -> Any:
-        return log.last_recorded_at
+    def last_event_at(self, log: Any) -> str:
+        # Formatted here: the change page shows a method's value as str().
+        value = log.last_recorded_at
+        return "-" if value is None else formats.localize(timezone.localtime(value))
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Log], search_term: str
@@ -332,7 +335,11 @@ class EventAdmin(ReadOnlyAdmin):
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         event = self.get_object(request, object_id)
-        if event is None or not self.has_view_permission(request, event):
+        if (
+            event is None
+            or request.method == "POST"
+            or not self.has_view_permission(request, event)
+        ):
             return super().change_view(request, object_id, form_url, extra_context)
         return HttpResponseRedirect(_timeline_url(event))
 

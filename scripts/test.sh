@@ -8,7 +8,8 @@
 #   sqlite      EVENTLOG_DB=sqlite pytest -m "not postgresql"
 #   postgresql  EVENTLOG_DB=postgresql pytest   (every test, PostgreSQL ones included)
 #   all         lint, sqlite, postgresql, then both suites again on the oldest
-#               (4.2, Python 3.10) and newest (6.x, Python 3.12+) Django
+#               (4.2, Python 3.10) and newest (6.x, Python 3.12+) Django,
+#               without the browser test (-m "not browser": no Playwright there)
 #
 # Environment:
 #   VENV         virtualenv to use (default .venv; `make test` creates it)
@@ -211,8 +212,11 @@ do_compat() {
         fi
         step "install $django ($python)" compat_venv "$venv" "$python" "$django"
         [[ ${SUMMARY[-1]} == ok* ]] || continue
-        step "pytest $django (SQLite)" with_db sqlite compat_pytest "$venv" -m "not postgresql"
-        step "pytest $django (PostgreSQL)" with_db postgresql compat_pytest "$venv"
+        # These venvs have no Playwright: the browser test runs in the main suites.
+        step "pytest $django (SQLite)" with_db sqlite \
+            compat_pytest "$venv" -m "not postgresql and not browser"
+        step "pytest $django (PostgreSQL)" with_db postgresql \
+            compat_pytest "$venv" -m "not browser"
     done
 }
 
