@@ -290,6 +290,42 @@ class LogManager(models.Manager["Log"]):
     def _read_db(self) -> str:
         return self._db or router.db_for_read(Event)
 
+    def check_idempotency_key(self, idempotency_key: str, event: DomainEvent) -> None:
+        """Raise if ``idempotency_key`` was already used; return if it is free.
+
+        ``create_log`` and ``append`` detect a used key themselves. Call this
+        first when business rules run before the write and a retry must be
+        answered as a replay even though the rules would now refuse it (a
+        retried capture that the original already made). Raises
+        ``IdempotentReplay`` naming the original event when it equals
+        ``event``, ``IdempotencyConflict`` when it does not.
+        """
+        key = _check_key(idempotency_key)
+        if key is None:
+            raise InvalidArgument("idempotency_key must be a str, got None.")
+        used = self._key_use(self._write_db(), key, event, encode_event(event))
+        if used is not None:
+            raise used
+
+    def _key_use(
+        self, using: str, key: str, event: DomainEvent, payload: str
+    ) -> IdempotentReplay | IdempotencyConflict | None:
+        original = (
+            Event.objects.using(using)
+            .filter(idempotency_key=key)
+            .annotate(payload_text=Cast("payload", models.TextField()))
+            .values_list("log_id", "index", "type", "payload_text")
+            .first()
+        )
+        if original is None:
+            return None
+        log_id, index, type_name, stored = original
+        if type_name == event.type_name and msgspec.json.decode(
+            stored
+        ) == msgspec.json.decode(payload):
+            return IdempotentReplay(key, log_id, index)
+        return IdempotencyConflict(key, log_id, index)
+
     def _explain(
         self,
         using: str,
@@ -302,20 +338,9 @@ class LogManager(models.Manager["Log"]):
     ) -> Exception:
         """Turn a unique violation into the library error it means."""
         if key is not None:
-            original = (
-                Event.objects.using(using)
-                .filter(idempotency_key=key)
-                .annotate(payload_text=Cast("payload", models.TextField()))
-                .values_list("log_id", "index", "type", "payload_text")
-                .first()
-            )
-            if original is not None:
-                orig_log, orig_index, orig_type, orig_payload = original
-                if orig_type == event.type_name and msgspec.json.decode(
-                    orig_payload
-                ) == msgspec.json.decode(payload):
-                    return IdempotentReplay(key, orig_log, orig_index)
-                return IdempotencyConflict(key, orig_log, orig_index)
+            used = self._key_use(using, key, event, payload)
+            if used is not None:
+                return used
         if index is None:
             taken = Log.objects.using(using).filter(pk=log_id).exists()
         else:

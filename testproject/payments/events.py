@@ -25,6 +25,11 @@ class Authorized(DomainEvent):
     approval_code: str | None = None
 
 
+class Declined(DomainEvent):
+    type_name = "payment.declined"
+    reason: str
+
+
 class Captured(DomainEvent):
     type_name = "payment.captured"
     amount: int
@@ -45,6 +50,7 @@ class Payment(Aggregate):
     amount_approved: int = 0
     amount_captured: int = 0
     amount_refunded: int = 0
+    declined_reason: str | None = None
 
     def apply(self, record: EventRecord) -> None:
         match record.event:
@@ -52,11 +58,27 @@ class Payment(Aggregate):
                 self.request = request
             case Authorized(amount=amount):
                 self.amount_approved += amount
+            case Declined(reason=reason):
+                self.declined_reason = reason
             case Captured(amount=amount):
                 self.amount_captured += amount
             case Refunded(amount=amount):
                 self.amount_refunded += amount
 
     def amount_outstanding(self) -> int:
-        """Approved amount neither captured nor refunded yet."""
+        """Approved amount neither captured nor refunded yet (the crate's figure)."""
         return self.amount_approved - self.amount_captured - self.amount_refunded
+
+    def status(self) -> str:
+        """requested, authorized or declined."""
+        if self.declined_reason is not None:
+            return "declined"
+        return "authorized" if self.amount_approved else "requested"
+
+    def capturable(self) -> int:
+        """What the API lets a capture take: approved and not captured yet."""
+        return self.amount_approved - self.amount_captured
+
+    def refundable(self) -> int:
+        """What the API lets a refund return: captured and not refunded yet."""
+        return self.amount_captured - self.amount_refunded

@@ -1,0 +1,240 @@
+"""HTTP glue for JSON APIs over event logs: idempotency keys, ETags, problems.
+
+- :func:`idempotency_key` reads the ``Idempotency-Key`` request header (IETF
+  draft "The Idempotency-Key HTTP Header Field": an RFC 8941 string).
+- :func:`etag` and :func:`if_match_state` turn a :class:`LogState` into an
+  ``ETag`` and an ``If-Match`` header back into the state a write expects, for
+  optimistic concurrency over HTTP (RFC 9110, 412 Precondition Failed).
+- :func:`problem` and :func:`problem_for` answer RFC 9457 problem details
+  (``application/problem+json``), the latter for the library's errors.
+
+Example, appending on ``POST /payments/<id>/captures/``::
+
+    def capture(request, payment_id):
+        try:
+            key = http.idempotency_key(request)
+            expected = http.if_match_state(request, payment_id)
+            reduction = Log.objects.reduce(payment_id, Payment)
+            if expected is not None and expected != reduction:
+                return http.precondition_failed(reduction)
+            ...check the business rules on reduction.aggregate...
+            state = Log.objects.append(reduction, Captured(...), idempotency_key=key)
+        except EventLogError as e:
+            return http.problem_for(e)
+        response = JsonResponse(..., status=201)
+        response["ETag"] = http.etag(state)
+        return response
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from .aggregates import LogState
+from .exceptions import (
+    ConcurrentAppend,
+    EventEncodingError,
+    EventLogError,
+    IdempotencyConflict,
+    IdempotentReplay,
+    InvalidArgument,
+    LogNotFound,
+)
+from .models import IDEMPOTENCY_KEY_MAX_LENGTH
+
+__all__ = [
+    "IDEMPOTENCY_KEY_HEADER",
+    "REPLAYED_HEADER",
+    "BadRequest",
+    "BadRequestHeader",
+    "etag",
+    "idempotency_key",
+    "if_match_state",
+    "json_api",
+    "json_body",
+    "precondition_failed",
+    "problem",
+    "problem_for",
+]
+
+logger = logging.getLogger("django.request")
+
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+#: Set to "true" on a response that replays the outcome of an earlier request.
+REPLAYED_HEADER = "Idempotent-Replayed"
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+# An RFC 8941 sf-string: printable ASCII in double quotes, with \\ and \" escapes.
+_SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\\"])*)"')
+_TOKEN = re.compile(r"[\x21-\x7e]+")
+_ETAG = re.compile(r'(?:W/)?"([0-9a-f]{32})\.(\d{1,18})"')
+
+
+class BadRequest(EventLogError, ValueError):
+    """The request is malformed (its body or a header); answer 400."""
+
+
+class BadRequestHeader(BadRequest):
+    """A request header the API reads is malformed."""
+
+    def __init__(self, header: str, message: str) -> None:
+        self.header = header
+        super().__init__(f"{header}: {message}")
+
+
+def json_body(request: HttpRequest) -> dict[str, Any]:
+    """Return the request's JSON object body, or raise :class:`BadRequest`."""
+    try:
+        body = json.loads(request.body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("The body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadRequest("The body must be a JSON object.")
+    return body
+
+
+def json_api(
+    methods: Sequence[str],
+) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
+    """Decorate a JSON API view: problem details for every failure.
+
+    A method not in ``methods`` answers 405; a library error answers what
+    :func:`problem_for` says; any other exception is logged on the
+    ``django.request`` logger and answers a bare 500, so no traceback or
+    internal detail reaches the client, even with ``DEBUG = True``.
+    """
+    allowed = [method.upper() for method in methods]
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @functools.wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in allowed:
+                response = problem(405, "Method Not Allowed")
+                response["Allow"] = ", ".join(allowed)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except EventLogError as e:
+                return problem_for(e)
+            except Exception:
+                logger.exception("Unhandled error in %s", view.__qualname__)
+                return problem(500, "Internal Server Error")
+
+        return wrapper
+
+    return decorator
+
+
+def idempotency_key(request: HttpRequest, *, prefix: str = "") -> str | None:
+    """Return the request's ``Idempotency-Key``, or None when it has none.
+
+    The header is an RFC 8941 string (``Idempotency-Key: "8e03978e-..."``);
+    a bare token is accepted too. ``prefix`` scopes the key, say to one
+    endpoint and resource, since the library's keys are unique across all
+    logs. Raises :class:`BadRequestHeader` for an empty, malformed or
+    overlong key.
+    """
+    raw = request.headers.get(IDEMPOTENCY_KEY_HEADER)
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if match := _SF_STRING.fullmatch(raw):
+        key = re.sub(r"\\(.)", r"\1", match[1])
+    elif _TOKEN.fullmatch(raw):
+        key = raw
+    else:
+        raise BadRequestHeader(
+            IDEMPOTENCY_KEY_HEADER, "expected a quoted string of printable ASCII."
+        )
+    if not key:
+        raise BadRequestHeader(IDEMPOTENCY_KEY_HEADER, "the key is empty.")
+    scoped = f"{prefix}{key}"
+    if len(scoped) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        raise BadRequestHeader(
+            IDEMPOTENCY_KEY_HEADER,
+            f"the key is longer than {IDEMPOTENCY_KEY_MAX_LENGTH - len(prefix)} "
+            "characters.",
+        )
+    return scoped
+
+
+def etag(state: LogState) -> str:
+    """Return the strong ``ETag`` of a log at a state: its id and next index."""
+    return f'"{state.log_id.hex}.{state.next_index}"'
+
+
+def if_match_state(request: HttpRequest, log_id: uuid.UUID | str) -> LogState | None:
+    """Return the log state the request's ``If-Match`` names, or None without one.
+
+    ``If-Match: *`` also gives None (any state will do). Raises
+    :class:`BadRequestHeader` when the header holds no ETag of this log.
+    """
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return None
+    log_uuid = log_id if isinstance(log_id, uuid.UUID) else uuid.UUID(str(log_id))
+    for candidate in raw.split(","):
+        match = _ETAG.fullmatch(candidate.strip())
+        if match and match[1] == log_uuid.hex:
+            return LogState(log_uuid, int(match[2]))
+    raise BadRequestHeader("If-Match", "it holds no ETag of this resource.")
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    type: str = "about:blank",
+    **extensions: Any,
+) -> JsonResponse:
+    """Answer an RFC 9457 problem details document."""
+    body: dict[str, Any] = {"type": type, "title": title, "status": status}
+    if detail is not None:
+        body["detail"] = detail
+    body.update(extensions)
+    return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
+
+
+def precondition_failed(current: LogState) -> JsonResponse:
+    """Answer 412: the ``If-Match`` state is not the log's current one."""
+    response = problem(
+        412,
+        "Precondition Failed",
+        "The resource changed since the ETag in If-Match; fetch it again.",
+    )
+    response["ETag"] = etag(current)
+    return response
+
+
+def problem_for(error: EventLogError) -> JsonResponse:
+    """Answer the problem details that a library error means for a client.
+
+    ``IdempotentReplay`` is not an error for the client: answer the original
+    outcome instead, and call this only for the others.
+    """
+    if isinstance(error, BadRequest):
+        return problem(400, "Bad Request", str(error))
+    if isinstance(error, LogNotFound):
+        return problem(404, "Not Found", "No such resource.")
+    if isinstance(error, IdempotencyConflict):
+        return problem(
+            422,
+            "Unprocessable Content",
+            "This Idempotency-Key was used for a different request.",
+        )
+    if isinstance(error, ConcurrentAppend):
+        return problem(409, "Conflict", "The resource changed concurrently; try again.")
+    if isinstance(error, (InvalidArgument, EventEncodingError)):
+        return problem(400, "Bad Request", "The request has invalid values.")
+    if isinstance(error, IdempotentReplay):
+        raise TypeError("An IdempotentReplay is answered with the original outcome.")
+    return problem(500, "Internal Server Error")
