@@ -219,7 +219,13 @@ def test_admin_log_list_search_and_timeline(
     newest = page.locator(f"#event-{EVENTS - 1} table.eventlog-state")
     expect(newest).to_be_visible()
     expect(newest.locator("th")).to_have_text(
-        ["request", "amount_approved", "amount_captured", "amount_refunded"]
+        [
+            "request",
+            "amount_approved",
+            "amount_captured",
+            "amount_refunded",
+            "declined_reason",
+        ]
     )
     changed = newest.locator("tr.eventlog-changed")
     expect(changed).to_have_count(1)
@@ -243,6 +249,6 @@ def test_admin_log_list_search_and_timeline(
     expect(authorized.locator("td")).to_have_text(str(APPROVED))
     expect(authorized).to_have_css("font-weight", "700")
     unchanged = page.locator("#event-1 table.eventlog-state tr:not(.eventlog-changed)")
-    expect(unchanged).to_have_count(3)
+    expect(unchanged).to_have_count(4)
     expect(unchanged.first).to_have_css("font-weight", "400")
     shoot(page, "08-timeline-state-authorized")
