@@ -1,6 +1,7 @@
 # django-eventlog developer tasks.
 #
-#   make demo                      SQLite demo: migrate + payment_walkthrough (no servers)
+#   make demo                      SQLite demo: migrate, walk-through, seed, admin user, serve on 127.0.0.1:8000
+#   make demo NO_SERVE=1           the same without starting the server (CI runs this)
 #   make test                      everything: lint + SQLite suite + PostgreSQL suite
 #   make test PYTEST_ARGS=-x       extra pytest arguments (shell-quoted)
 #   make lint                      ruff check, ruff format --check, mypy, makemigrations --check
@@ -31,7 +32,7 @@ export VENV PYTEST_ARGS FAIL_FAST
 .PHONY: help install lint test test-sqlite test-postgresql demo clean distclean
 
 help:
-	@sed -n '1,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(PY)" ]; then \
@@ -63,6 +64,17 @@ test-postgresql: $(STAMP)
 demo: $(STAMP)
 	EVENTLOG_DB=sqlite "$(PY)" manage.py migrate
 	EVENTLOG_DB=sqlite "$(PY)" manage.py payment_walkthrough
+	EVENTLOG_DB=sqlite "$(PY)" manage.py seed_payments --count 300
+	EVENTLOG_DB=sqlite "$(PY)" manage.py demo_admin
+	@echo
+	@echo "Open:  http://127.0.0.1:8000/admin/                  (log in with the credentials above)"
+	@echo "       http://127.0.0.1:8000/api/payments/<id>/      (ids: see the admin's log list)"
+	@echo "Try:   curl -si -X POST http://127.0.0.1:8000/api/payments/ -H 'Content-Type: application/json' -H 'Idempotency-Key: \"try-1\"' -d '{\"amount\": 10000}'"
+ifeq ($(NO_SERVE),1)
+	@echo "NO_SERVE=1: not starting the server."
+else
+	EVENTLOG_DB=sqlite "$(PY)" manage.py runserver 127.0.0.1:8000
+endif
 
 clean:
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .hypothesis build dist artifacts docs/_build

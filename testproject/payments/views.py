@@ -9,7 +9,6 @@ write that loses a race re-reduces and tries again a few times.
 
 from __future__ import annotations
 
-import secrets
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +19,6 @@ from django.views.decorators.csrf import csrf_exempt
 
 from django_eventlog import (
     ConcurrentAppend,
-    DomainEvent,
     EventRecord,
     IdempotentReplay,
     Log,
@@ -29,20 +27,11 @@ from django_eventlog import (
     http,
 )
 
-from .events import (
-    Authorized,
-    Captured,
-    Declined,
-    Payment,
-    PaymentRequest,
-    Refunded,
-    Requested,
-)
+from . import gateway
+from .events import Captured, Payment, PaymentRequest, Refunded, Requested
 
 #: Appends tried before a write that keeps losing races answers 409.
 MAX_ATTEMPTS = 3
-#: The fake gateway approves amounts up to this (minor units).
-GATEWAY_LIMIT = 1_000_000
 MAX_AMOUNT = 10**12
 EVENTS_PAGE_SIZE = 50
 EVENTS_MAX_PAGE_SIZE = 200
@@ -145,13 +134,6 @@ def _payment_response(
     return response
 
 
-def _gateway(request: PaymentRequest) -> DomainEvent:
-    """A fake card gateway: approves amounts up to GATEWAY_LIMIT."""
-    if request.amount_requested > GATEWAY_LIMIT:
-        return Declined("amount over the gateway limit")
-    return Authorized(request.amount_requested, secrets.token_hex(4))
-
-
 def _authorized(payment_id: uuid.UUID, key: str | None) -> Reduction[Payment]:
     """Ask the gateway once, whoever gets there first, and return the payment."""
     for _ in range(MAX_ATTEMPTS):
@@ -160,7 +142,7 @@ def _authorized(payment_id: uuid.UUID, key: str | None) -> Reduction[Payment]:
         if payment.status() != "requested":
             return reduction
         assert payment.request is not None
-        decision = _gateway(payment.request)
+        decision = gateway.authorize(payment.request)
         try:
             Log.objects.append(
                 reduction,

@@ -1,0 +1,110 @@
+"""Seed the demo database with payments of varied histories."""
+
+from __future__ import annotations
+
+import random
+import sys
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from django_eventlog import ConcurrentAppend, Event, IdempotentReplay, Log
+from testproject.payments.events import (
+    Captured,
+    Payment,
+    PaymentRequest,
+    Refunded,
+    Requested,
+)
+from testproject.payments.gateway import LIMIT, authorize
+
+
+class Command(BaseCommand):
+    help = (
+        "Create payments with captures, partial refunds, a concurrency conflict "
+        "and an idempotent retry. Does nothing if this seed ran before, unless --force."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--count", type=int, default=300)
+        parser.add_argument("--seed", type=int, default=2026)
+        parser.add_argument("--force", action="store_true")
+
+    def handle(
+        self, *args: Any, count: int, seed: int, force: bool, **options: Any
+    ) -> None:
+        if (
+            not force
+            and Event.objects.filter(idempotency_key=f"seed-{seed}-1").exists()
+        ):
+            self.stdout.write(
+                f"Payments of seed {seed} exist already; not seeding again."
+            )
+            return
+        rng = random.Random(seed)
+        events = conflicts = replays = 0
+        for number in range(1, count + 1):
+            key = f"seed-{seed}-{number}"
+            amount = rng.choice([1_500, 4_999, 10_000, 25_000, 120_000, 2_000_000])
+            events += self.payment(rng, key, amount)
+            if number == 1:
+                conflicts += self.conflict()
+                replays += self.retry(key, amount)
+            self.progress(number, count)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Seeded {count} payments ({events} events); caught {conflicts} "
+                f"concurrency conflict and answered {replays} idempotent retry."
+            )
+        )
+
+    def payment(self, rng: random.Random, key: str, amount: int) -> int:
+        state = Log.objects.create_log(
+            Requested(PaymentRequest(amount)), kind="payment", idempotency_key=key
+        )
+        state = Log.objects.append(state, authorize(PaymentRequest(amount)))
+        approved = amount if amount <= LIMIT else 0
+        captured = 0
+        for _ in range(rng.randint(0, 3) if approved else 0):
+            part = rng.randint(1, approved - captured) if approved > captured else 0
+            if not part:
+                break
+            state = Log.objects.append(state, Captured(part, "DEMO SHOP"))
+            captured += part
+        refunded = 0
+        for n in range(rng.randint(0, 2) if captured else 0):
+            part = rng.randint(1, max(1, (captured - refunded) // 2))
+            state = Log.objects.append(state, Refunded(part, f"R-{key}-{n}"))
+            refunded += part
+        return state.next_index
+
+    def conflict(self) -> int:
+        """Two writers with one state: the second gets ConcurrentAppend."""
+        state = Log.objects.create_log(Requested(PaymentRequest(500)), kind="payment")
+        state = Log.objects.append(state, authorize(PaymentRequest(500)))
+        reduction = Log.objects.reduce(state.log_id, Payment)
+        Log.objects.append(reduction, Captured(300, "DEMO SHOP"))
+        try:
+            Log.objects.append(reduction, Captured(300, "DEMO SHOP"))
+        except ConcurrentAppend:
+            return 1
+        return 0
+
+    def retry(self, key: str, amount: int) -> int:
+        """A create retried with its key gets IdempotentReplay, not a new payment."""
+        try:
+            Log.objects.create_log(
+                Requested(PaymentRequest(amount)), kind="payment", idempotency_key=key
+            )
+        except IdempotentReplay:
+            return 1
+        return 0
+
+    def progress(self, done: int, total: int) -> None:
+        width = 30
+        filled = width * done // total
+        bar = f"[{'#' * filled}{'.' * (width - filled)}] {done}/{total}"
+        if sys.stdout.isatty():
+            self.stdout.write(f"\r{bar}", ending="" if done < total else "\n")
+        elif done == total or done % max(1, total // 5) == 0:
+            self.stdout.write(bar)
