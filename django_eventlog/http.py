@@ -74,7 +74,9 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 # An RFC 8941 sf-string: printable ASCII in double quotes, with \\ and \" escapes.
 _SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\\"])*)"')
-_TOKEN = re.compile(r"[\x21-\x7e]+")
+# A bare key: printable ASCII without '"' or '\\', so that a malformed sf-string
+# (an unterminated quote, a bad escape) is rejected rather than taken verbatim.
+_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _ETAG = re.compile(r'(?:W/)?"([0-9a-f]{32})\.(\d{1,18})"')
 
 
