@@ -10,7 +10,7 @@ import pytest
 from django.core.cache import BaseCache, caches
 from django.db import connection
 
-from django_eventlog import reset_cache_stats
+from django_eventlog import CacheStats, cache_stats, reset_cache_stats
 from tests.redis_server import RedisServer
 
 ON_POSTGRESQL = os.environ.get("EVENTLOG_DB", "sqlite") == "postgresql"
@@ -51,6 +51,16 @@ def redis_url() -> Iterator[str]:
         pytest.fail(str(e))
     yield server.url
     server.stop()
+
+
+def stats_delta(before: CacheStats) -> dict[str, int]:
+    """Return the cache counts that changed since ``before``, by how much."""
+    after = cache_stats()
+    return {
+        name: getattr(after, name) - getattr(before, name)
+        for name in CacheStats.__dataclass_fields__
+        if getattr(after, name) != getattr(before, name)
+    }
 
 
 def redis_cache(url: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from django.core.cache import BaseCache, caches
 from django.core.cache.backends.base import DEFAULT_TIMEOUT
 
 from django_eventlog import (
-    CacheStats,
     EventRecord,
     Log,
     LogState,
@@ -25,7 +24,7 @@ from django_eventlog import (
     cache_stats,
 )
 from django_eventlog.caching import cache_key
-from tests.conftest import redis_cache
+from tests.conftest import redis_cache, stats_delta
 from tests.domain import Account, Deposited, Opened
 from tests.redis_server import RedisServer
 
@@ -54,15 +53,6 @@ def open_account(owner: str, *amounts: int) -> LogState:
 
 def figures(aggregate: Account) -> tuple[str, int, list[int]]:
     return aggregate.owner, aggregate.balance, aggregate.indices
-
-
-def stats_delta(before: CacheStats) -> dict[str, int]:
-    after = cache_stats()
-    return {
-        name: getattr(after, name) - getattr(before, name)
-        for name in CacheStats.__dataclass_fields__
-        if getattr(after, name) != getattr(before, name)
-    }
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:

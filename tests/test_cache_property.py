@@ -16,7 +16,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from django_eventlog import (
-    CacheStats,
     DomainEvent,
     Log,
     NeverCache,
@@ -24,6 +23,7 @@ from django_eventlog import (
     cache_stats,
     reset_cache_stats,
 )
+from tests.conftest import stats_delta
 from tests.domain import Account, Deposited, Opened
 
 Mode = Literal["sync", "sync in atomic", "async"]
@@ -80,15 +80,6 @@ def reduce(log_id: uuid.UUID, mode: Mode) -> Reduction[Account]:
         with transaction.atomic():
             return Log.objects.reduce(log_id, Account)
     return Log.objects.reduce(log_id, Account)
-
-
-def stats_delta(before: CacheStats) -> dict[str, int]:
-    after = cache_stats()
-    return {
-        name: getattr(after, name) - getattr(before, name)
-        for name in CacheStats.__dataclass_fields__
-        if getattr(after, name) != getattr(before, name)
-    }
 
 
 # In autocommit each reduce's entry is written before the next reduce reads.

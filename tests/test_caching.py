@@ -14,7 +14,6 @@ from django.db import transaction
 
 from django_eventlog import (
     Aggregate,
-    CacheStats,
     EventRecord,
     Log,
     LogLengthPolicy,
@@ -25,6 +24,7 @@ from django_eventlog import (
 )
 from django_eventlog.caching import cache_key
 from django_eventlog.signals import reduced
+from tests.conftest import stats_delta
 from tests.domain import Account, Deposited, Opened
 from tests.recording_cache import RecordingCache
 
@@ -47,15 +47,6 @@ def open_account(*amounts: int) -> LogState:
     for amount in amounts:
         state = Log.objects.append(state, Deposited(amount))
     return state
-
-
-def stats_delta(before: CacheStats) -> dict[str, int]:
-    after = cache_stats()
-    return {
-        name: getattr(after, name) - getattr(before, name)
-        for name in CacheStats.__dataclass_fields__
-        if getattr(after, name) != getattr(before, name)
-    }
 
 
 @transactional
