@@ -124,9 +124,11 @@ def json_api(
                 return response
             try:
                 return view(request, *args, **kwargs)
-            except EventLogError as e:
-                return problem_for(e)
-            except Exception:
+            except Exception as e:
+                # A view answers an IdempotentReplay itself; one that escapes
+                # is a bug like any other (problem_for refuses it).
+                if isinstance(e, EventLogError) and not isinstance(e, IdempotentReplay):
+                    return problem_for(e)
                 logger.exception("Unhandled error in %s", view.__qualname__)
                 return problem(500, "Internal Server Error")
 

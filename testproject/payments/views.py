@@ -20,6 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django_eventlog import (
     ConcurrentAppend,
     EventRecord,
+    IdempotencyConflict,
     IdempotentReplay,
     Log,
     LogNotFound,
@@ -144,13 +145,19 @@ def _authorized(payment_id: uuid.UUID, key: str | None) -> Reduction[Payment]:
         assert payment.request is not None
         decision = gateway.authorize(payment.request)
         try:
+            # Keyed by payment, not by the client's key: no client key can
+            # collide with it ("k:gateway" could, under the key "k").
             Log.objects.append(
                 reduction,
                 decision,
-                idempotency_key=None if key is None else f"{key}:gateway",
+                idempotency_key=None
+                if key is None
+                else f"payments:{payment_id}:authorization",
             )
-        except (ConcurrentAppend, IdempotentReplay):
-            continue  # a concurrent retry recorded the decision
+        except (ConcurrentAppend, IdempotentReplay, IdempotencyConflict):
+            # A concurrent retry recorded the decision (its approval code
+            # differs from ours, hence a conflict rather than a replay).
+            continue
         return _reduce(payment_id)
     return _reduce(payment_id)
 
@@ -178,7 +185,9 @@ def payment(request: HttpRequest, payment_id: str) -> HttpResponse:
     """GET /api/payments/<id>/: the payment's state, with an ETag."""
     reduction = _reduce(_payment_id(payment_id))
     tag = http.etag(reduction)
-    if tag in (t.strip() for t in request.headers.get("If-None-Match", "").split(",")):
+    # If-None-Match compares weakly (RFC 9110 13.1.2); "*" matches any state.
+    candidates = request.headers.get("If-None-Match", "").split(",")
+    if any(c.strip() == "*" or c.strip().removeprefix("W/") == tag for c in candidates):
         response = HttpResponse(status=304)
         response["ETag"] = tag
         return response

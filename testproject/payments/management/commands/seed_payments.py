@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import sys
+import uuid
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
@@ -43,8 +44,11 @@ class Command(BaseCommand):
             return
         rng = random.Random(seed)
         events = conflicts = replays = 0
+        # A forced run seeds anew under keys of its own; others use the keys
+        # that tell this seed ran.
+        run = f"{seed}-{uuid.uuid4().hex[:8]}" if force else str(seed)
         for number in range(1, count + 1):
-            key = f"seed-{seed}-{number}"
+            key = f"seed-{run}-{number}"
             amount = rng.choice([1_500, 4_999, 10_000, 25_000, 120_000, 2_000_000])
             events += self.payment(rng, key, amount)
             if number == 1:
