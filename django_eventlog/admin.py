@@ -71,6 +71,9 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     show_full_result_count = False
     paginator = EstimatedCountPaginator
+    # Delete is the only built-in action; with no delete permission there
+    # is none, and no action column either.
+    actions = None
     if hasattr(admin, "ShowFacets"):  # Django 5.0+
         # Facet counts would scan the whole events table on every page.
         show_facets = admin.ShowFacets.NEVER
@@ -87,11 +90,6 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         codename = get_permission_codename("view", self.opts)
         return request.user.has_perm(f"{self.opts.app_label}.{codename}")
-
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
 
 
 @dataclass
