@@ -1,0 +1,303 @@
+"""Check the event store: contiguous indices, decodable events, no empty logs.
+
+The events are read in one streamed pass, ordered by log and index; the logs
+without events in one more query (``NOT EXISTS``). Nothing is held in memory
+per log, so the command runs in constant memory whatever the size of the
+store, and it only reads: it can run against a live database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connections, models, router
+from django.db.models.functions import Cast
+from django.utils.connection import ConnectionDoesNotExist
+
+from django_eventlog.conf import conf
+from django_eventlog.events import decode_event, event_class
+from django_eventlog.exceptions import UnknownEventType
+from django_eventlog.models import Event, Log
+
+# Runs over at least this many logs show their progress on stderr.
+PROGRESS_MIN_LOGS = 10_000
+# Without a terminal, a progress line every tenth of the logs.
+PROGRESS_LINES = 10
+# Width of the progress bar drawn on a terminal.
+BAR_WIDTH = 30
+
+# Exit statuses.
+PROBLEMS_FOUND = 1
+USAGE_ERROR = 2
+
+# (log id, index, type, payload as JSON text)
+_Row = tuple[uuid.UUID, int, str, str]
+
+
+class Command(BaseCommand):
+    help = (
+        "Check the event store and report every problem on a line of its own, "
+        "'log <id> index <n>: <problem>': indices not contiguous from 0 (a "
+        "missing index, a log not starting at 0, a duplicate), events whose "
+        "stored type no imported DomainEvent class claims, payloads that no "
+        "longer decode into their class (a field renamed, removed or retyped "
+        "without keeping old events readable), and logs without events. Checks "
+        "every log, or the given LOG_IDs and/or the logs of one --kind. Only "
+        "reads, streaming the events table in one ordered pass, so it can run "
+        "on a live database; runs over many logs show their progress on "
+        "stderr. Event classes are known only once their module is imported: "
+        "import the modules that define your events when Django starts (in "
+        "your AppConfig.ready(), for instance), or every event of theirs is "
+        "reported as of an unknown type. Ends with 'Checked N logs and M "
+        "events: K problems.' and exits with status 0 when there are none, 1 "
+        "when there are, 2 when the command was used wrongly (a malformed or "
+        "missing LOG_ID, an unknown --database)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "log_ids",
+            nargs="*",
+            metavar="LOG_ID",
+            help="Check only these logs (UUIDs). Default: every log.",
+        )
+        parser.add_argument(
+            "--kind", help="Check only the logs of this kind (with LOG_IDs: both)."
+        )
+        parser.add_argument(
+            "--database",
+            help=(
+                "Database alias to check. Default: the one the database routers "
+                "read events from."
+            ),
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        self.verbosity: int = options["verbosity"]
+        using: str = options["database"] or router.db_for_read(Event)
+        try:
+            connections[using]
+        except ConnectionDoesNotExist:
+            raise CommandError(
+                f"No database {using!r} in DATABASES.", returncode=USAGE_ERROR
+            ) from None
+        log_ids = [_parse_log_id(value) for value in options["log_ids"]]
+        kind: str | None = options["kind"]
+
+        logs = Log.objects.using(using).all()
+        if log_ids:
+            self._check_exist(using, log_ids)
+            logs = logs.filter(pk__in=log_ids)
+        if kind is not None:
+            logs = logs.filter(kind=kind)
+
+        total = 0
+        if self.verbosity >= 1:
+            total = logs.count()
+            if total == 0 and kind is not None:
+                self.stderr.write(
+                    f"None of the given logs is of kind {kind!r}."
+                    if log_ids
+                    else f"No logs of kind {kind!r} to check.",
+                    _plain,
+                )
+        self.progress = _Progress(self, total if total >= PROGRESS_MIN_LOGS else 0)
+
+        self.problems = 0
+        self.unknown_types: Counter[str] = Counter()
+        logs_checked, events = self._check_events(using, log_ids, kind)
+        logs_checked += self._check_empty_logs(logs)
+        self.progress.finish(logs_checked)
+
+        noun = "problem" if self.problems == 1 else "problems"
+        if self.verbosity >= 1:
+            self.stdout.write(
+                f"Checked {logs_checked} {'log' if logs_checked == 1 else 'logs'} "
+                f"and {events} {'event' if events == 1 else 'events'}: "
+                f"{self.problems} {noun}.",
+                None if self.problems else self.style.SUCCESS,
+            )
+            if self.unknown_types:
+                names = ", ".join(
+                    f"{name!r} ({count})"
+                    for name, count in sorted(self.unknown_types.items())
+                )
+                self.stdout.write(
+                    f"Types no imported DomainEvent class claims: {names}. "
+                    "Import the modules that define them when Django starts "
+                    "(in your AppConfig.ready(), for instance), or restore the "
+                    "classes."
+                )
+        if self.problems:
+            raise CommandError(
+                f"{self.problems} {noun} found in the event store.",
+                returncode=PROBLEMS_FOUND,
+            )
+
+    def _check_exist(self, using: str, log_ids: list[uuid.UUID]) -> None:
+        found = set(
+            Log.objects.using(using).filter(pk__in=log_ids).values_list("pk", flat=True)
+        )
+        missing = [str(log_id) for log_id in log_ids if log_id not in found]
+        if missing:
+            raise CommandError(
+                f"No log has the id {', '.join(missing)}.", returncode=USAGE_ERROR
+            )
+
+    def _check_events(
+        self, using: str, log_ids: list[uuid.UUID], kind: str | None
+    ) -> tuple[int, int]:
+        """Check every event in one pass; return the counts of logs and events."""
+        query = Event.objects.using(using).all()
+        if log_ids:
+            query = query.filter(log_id__in=log_ids)
+        if kind is not None:
+            query = query.filter(log__kind=kind)
+        rows: models.QuerySet[Any, _Row] = (
+            query.annotate(payload_text=Cast("payload", models.TextField()))
+            .order_by("log_id", "index")
+            .values_list("log_id", "index", "type", "payload_text")
+        )
+        logs = events = 0
+        current: uuid.UUID | None = None
+        expected = 0
+        for log_id, index, type_name, payload in rows.iterator(
+            chunk_size=conf.EVENTLOG_CHUNK_SIZE
+        ):
+            events += 1
+            if log_id != current:
+                if current is not None:
+                    logs += 1
+                    self.progress.update(logs)
+                current, expected = log_id, 0
+            if index != expected:
+                self._report(log_id, index, _index_problem(index, expected))
+            expected = max(expected, index + 1)
+            problem = self._decode_problem(type_name, payload)
+            if problem is not None:
+                self._report(log_id, index, problem)
+        if current is not None:
+            logs += 1
+            self.progress.update(logs)
+        return logs, events
+
+    def _decode_problem(self, type_name: str, payload: str) -> str | None:
+        try:
+            decode_event(type_name, payload)
+        except UnknownEventType:
+            self.unknown_types[type_name] += 1
+            return (
+                f"unknown event type {type_name!r}: no imported DomainEvent "
+                "class claims it"
+            )
+        except Exception as e:
+            cls = event_class(type_name)
+            error = str(e) or type(e).__name__
+            return (
+                f"{type_name!r} payload does not decode into "
+                f"{cls.__module__}.{cls.__qualname__}: {error}"
+            )
+        return None
+
+    def _check_empty_logs(self, logs: models.QuerySet[Log]) -> int:
+        """Report the logs without events; return how many there are."""
+        empty = (
+            logs.filter(~models.Exists(Event.objects.filter(log=models.OuterRef("pk"))))
+            .order_by("pk")
+            .values_list("pk", "kind")
+        )
+        count = 0
+        for log_id, kind in empty.iterator(chunk_size=conf.EVENTLOG_CHUNK_SIZE):
+            count += 1
+            self._report(log_id, None, f"{kind!r} log has no events")
+        return count
+
+    def _report(self, log_id: uuid.UUID, index: int | None, problem: str) -> None:
+        self.problems += 1
+        where = f"log {log_id}" if index is None else f"log {log_id} index {index}"
+        self.progress.clear()
+        self.stdout.write(f"{where}: {problem}")
+        self.progress.redraw()
+
+
+class _Progress:
+    """Logs checked out of ``total``, on stderr: a bar on a terminal, else lines.
+
+    A ``total`` of 0 shows nothing.
+    """
+
+    def __init__(self, command: BaseCommand, total: int) -> None:
+        self.out = command.stderr
+        self.total = total
+        self.tty = total > 0 and command.stderr.isatty()
+        # A terminal bar is redrawn about 200 times, lines written 10 times.
+        self.step = max(1, total // (200 if self.tty else PROGRESS_LINES))
+        self.done = 0
+        self.shown = False
+
+    def update(self, done: int) -> None:
+        self.done = done
+        if self.total and done % self.step == 0 and done < self.total:
+            self._show()
+
+    def finish(self, done: int) -> None:
+        self.done = done
+        if self.total:
+            self._show()
+            if self.tty:
+                self.out.write("", _plain)
+                self.shown = False
+
+    def clear(self) -> None:
+        if self.tty and self.shown:
+            self.out.write("\r\x1b[K", _plain, ending="")
+            self.out.flush()
+
+    def redraw(self) -> None:
+        if self.tty and self.shown:
+            self._show()
+
+    def _show(self) -> None:
+        done = min(self.done, self.total)
+        filled = BAR_WIDTH * done // self.total
+        percent = 100 * done // self.total
+        text = (
+            f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
+            f"{done}/{self.total} logs ({percent}%)"
+        )
+        if self.tty:
+            self.out.write(f"\r{text}", _plain, ending="")
+            self.out.flush()
+            self.shown = True
+        else:
+            self.out.write(f"Checked {done}/{self.total} logs ({percent}%)", _plain)
+
+
+def _plain(text: str) -> str:
+    """No style: stderr is red on a terminal otherwise."""
+    return text
+
+
+def _parse_log_id(value: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        raise CommandError(
+            f"Malformed log id {value[:100]!r}: a log id is a UUID.",
+            returncode=USAGE_ERROR,
+        ) from None
+
+
+def _index_problem(index: int, expected: int) -> str:
+    if index < expected:
+        return f"duplicate index {index}"
+    if index == expected + 1:
+        missing = f"index {expected} is missing"
+    else:
+        missing = f"indices {expected} to {index - 1} are missing"
+    if expected == 0:
+        return f"the log starts at index {index}, not 0: {missing}"
+    return f"gap: {missing}"

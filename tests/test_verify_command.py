@@ -1,0 +1,489 @@
+"""manage.py eventlog_verify: contiguous indices, decodable events, no empty logs.
+
+Problems are planted with raw SQL under the immutability triggers, switched
+off inside the test's transaction (see ``triggers_off``), so nothing planted
+outlives its test: the last tests check that.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import DatabaseError, IntegrityError, connection, transaction
+
+from django_eventlog.management.commands import eventlog_verify
+from django_eventlog.models import Event, Log
+from tests.domain import Deposited, Opened
+
+pytestmark = pytest.mark.django_db
+
+EVENTS = "django_eventlog.event"
+SQLITE_TRIGGERS = ["django_eventlog_event_no_update", "django_eventlog_event_no_delete"]
+PG_TRIGGER = "django_eventlog_event_immutable"
+
+
+class Terminal(io.StringIO):
+    """An output stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def account(deposits: int, kind: str = "account") -> uuid.UUID:
+    """Create a log: Opened, then ``deposits`` Deposited events."""
+    state = Log.objects.create_log(Opened("ada"), kind=kind)
+    for amount in range(1, deposits + 1):
+        state = Log.objects.append(state, Deposited(amount))
+    return state.log_id
+
+
+def event_pk(log_id: uuid.UUID, index: int) -> int:
+    return Event.objects.get(log_id=log_id, index=index).pk
+
+
+@contextmanager
+def triggers_off() -> Iterator[None]:
+    """Let raw UPDATE and DELETE through, within the test's transaction only.
+
+    PostgreSQL: ``SET LOCAL session_replication_role = replica`` skips user
+    triggers until it is set back (or the transaction ends). SQLite: drop the
+    triggers and create them again; SQLite DDL is transactional, so the
+    test's rollback would restore them even if this did not
+    (``test_a_rollback_restores_dropped_sqlite_triggers``).
+    """
+    assert connection.in_atomic_block, "plant only inside the test's transaction"
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")
+        else:
+            for name in SQLITE_TRIGGERS:
+                cursor.execute(f"DROP TRIGGER {name}")
+        try:
+            yield
+        finally:
+            if connection.vendor == "postgresql":
+                cursor.execute("SET LOCAL session_replication_role = origin")
+            else:
+                migration = importlib.import_module(
+                    "django_eventlog.migrations.0002_immutable_events"
+                )
+                for sql in migration.FORWARDS["sqlite"]:
+                    cursor.execute(sql)
+
+
+def plant(sql: str, *params: Any) -> None:
+    """Run ``sql`` on the events table with the triggers off."""
+    with triggers_off(), connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        assert cursor.rowcount == 1
+
+
+def delete_event(log_id: uuid.UUID, index: int) -> None:
+    plant("DELETE FROM django_eventlog_event WHERE id = %s", event_pk(log_id, index))
+
+
+def set_type(log_id: uuid.UUID, index: int, type_name: str) -> None:
+    plant(
+        "UPDATE django_eventlog_event SET type = %s WHERE id = %s",
+        type_name,
+        event_pk(log_id, index),
+    )
+
+
+def set_payload(log_id: uuid.UUID, index: int, payload: str) -> None:
+    value = "%s::jsonb" if connection.vendor == "postgresql" else "%s"
+    plant(
+        f"UPDATE django_eventlog_event SET payload = {value} WHERE id = %s",
+        payload,
+        event_pk(log_id, index),
+    )
+
+
+def verify(*args: str, **options: Any) -> tuple[str, str]:
+    """Run the command, which must pass; return its stdout and stderr."""
+    stdout = options.pop("stdout", io.StringIO())
+    stderr = options.pop("stderr", io.StringIO())
+    call_command("eventlog_verify", *args, stdout=stdout, stderr=stderr, **options)
+    return stdout.getvalue(), stderr.getvalue()
+
+
+def verify_fails(problems: int, *args: str, **options: Any) -> tuple[str, str]:
+    """Run the command, which must find ``problems``; return stdout and stderr."""
+    stdout = options.pop("stdout", io.StringIO())
+    stderr = options.pop("stderr", io.StringIO())
+    with pytest.raises(CommandError) as raised:
+        call_command("eventlog_verify", *args, stdout=stdout, stderr=stderr, **options)
+    assert raised.value.returncode == 1
+    noun = "problem" if problems == 1 else "problems"
+    assert str(raised.value) == f"{problems} {noun} found in the event store."
+    return stdout.getvalue(), stderr.getvalue()
+
+
+# A clean store.
+
+
+def test_a_clean_store_passes_with_its_counts() -> None:
+    account(0)
+    account(3)
+    account(1, kind="savings")
+    assert verify() == ("Checked 3 logs and 7 events: 0 problems.\n", "")
+
+
+def test_an_empty_store_passes() -> None:
+    assert verify() == ("Checked 0 logs and 0 events: 0 problems.\n", "")
+
+
+def test_database_option_names_the_alias() -> None:
+    account(2)
+    assert verify("--database", "default")[0] == (
+        "Checked 1 log and 3 events: 0 problems.\n"
+    )
+
+
+# Planted problems.
+
+
+def test_a_gap_is_reported_at_the_index_after_it() -> None:
+    clean, broken = account(2), account(4)
+    delete_event(broken, 2)
+    stdout, _ = verify_fails(1)
+    assert stdout == (
+        f"log {broken} index 3: gap: index 2 is missing\n"
+        "Checked 2 logs and 7 events: 1 problem.\n"
+    )
+    assert str(clean) not in stdout
+
+
+def test_a_log_not_starting_at_index_0_is_reported() -> None:
+    headless = account(2)
+    delete_event(headless, 0)
+    # Rows planted past the write path: a log whose events start at index 2.
+    planted = Log.objects.create(kind="account")
+    for index in (2, 3):
+        Event.objects.create(
+            log=planted, index=index, type="tests.deposited", payload={"amount": index}
+        )
+    stdout, _ = verify_fails(2)
+    assert set(stdout.splitlines()[:-1]) == {
+        f"log {headless} index 1: the log starts at index 1, not 0: index 0 is missing",
+        f"log {planted.pk} index 2: the log starts at index 2, not 0: "
+        "indices 0 to 1 are missing",
+    }
+    assert stdout.splitlines()[-1] == "Checked 2 logs and 4 events: 2 problems."
+
+
+def test_an_unknown_type_is_reported_with_its_name() -> None:
+    log_id = account(2)
+    set_type(log_id, 1, "tests.withdrawn")
+    stdout, _ = verify_fails(1)
+    assert stdout.splitlines() == [
+        f"log {log_id} index 1: unknown event type 'tests.withdrawn': no "
+        "imported DomainEvent class claims it",
+        "Checked 1 log and 3 events: 1 problem.",
+        "Types no imported DomainEvent class claims: 'tests.withdrawn' (1). "
+        "Import the modules that define them when Django starts (in your "
+        "AppConfig.ready(), for instance), or restore the classes.",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("index", "payload", "error"),
+    [
+        (1, '{"amount": "five"}', "Expected `int`, got `str` - at `$.amount`"),
+        (0, '{"name": "ada"}', "Object missing required field `owner`"),
+        (2, "[1, 2]", "Expected `object`, got `array`"),
+    ],
+)
+def test_a_payload_that_no_longer_decodes_is_reported(
+    index: int, payload: str, error: str
+) -> None:
+    log_id = account(2)
+    set_payload(log_id, index, payload)
+    stdout, _ = verify_fails(1)
+    cls = Opened if index == 0 else Deposited
+    assert stdout.splitlines() == [
+        f"log {log_id} index {index}: {cls.type_name!r} payload does not decode "
+        f"into tests.domain.{cls.__qualname__}: {error}",
+        "Checked 1 log and 3 events: 1 problem.",
+    ]
+
+
+def test_a_log_without_events_is_reported() -> None:
+    account(1)
+    empty = Log.objects.create(kind="savings")
+    stdout, _ = verify_fails(1)
+    assert stdout.splitlines() == [
+        f"log {empty.pk}: 'savings' log has no events",
+        "Checked 2 logs and 2 events: 1 problem.",
+    ]
+
+
+def test_a_duplicate_index_is_reported_where_the_constraint_is_gone() -> None:
+    log_id = account(2)
+    duplicate = {"log_id": log_id, "index": 1, "type": "tests.deposited"}
+    if connection.vendor == "sqlite":
+        # The UNIQUE constraint is part of the table there: no way around it.
+        with pytest.raises(IntegrityError), transaction.atomic():
+            Event.objects.create(**duplicate, payload={"amount": 1})
+        assert verify()[0] == "Checked 1 log and 3 events: 0 problems.\n"
+        return
+    with connection.cursor() as cursor:
+        # ALTER TABLE refuses to run with deferred foreign key checks pending.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            "ALTER TABLE django_eventlog_event "
+            "DROP CONSTRAINT django_eventlog_event_log_index_uniq"
+        )
+    Event.objects.create(**duplicate, payload={"amount": 1})
+    stdout, _ = verify_fails(1)
+    assert stdout.splitlines() == [
+        f"log {log_id} index 1: duplicate index 1",
+        "Checked 1 log and 4 events: 1 problem.",
+    ]
+
+
+def test_every_problem_is_reported_across_chunks(settings: Any) -> None:
+    """Several problems in several logs, streamed 3 rows at a time."""
+    settings.EVENTLOG_CHUNK_SIZE = 3
+    logs = [account(deposits) for deposits in (4, 0, 5, 2, 3)]
+    delete_event(logs[0], 1)
+    delete_event(logs[0], 3)
+    set_type(logs[0], 4, "tests.gone")
+    set_payload(logs[2], 5, '{"amount": null}')
+    delete_event(logs[4], 0)
+    empty = Log.objects.create(kind="account")
+    stdout, _ = verify_fails(6)
+    lines = stdout.splitlines()
+    assert set(lines[:6]) == {
+        f"log {logs[0]} index 2: gap: index 1 is missing",
+        f"log {logs[0]} index 4: gap: index 3 is missing",
+        f"log {logs[0]} index 4: unknown event type 'tests.gone': no imported "
+        "DomainEvent class claims it",
+        f"log {logs[2]} index 5: 'tests.deposited' payload does not decode into "
+        "tests.domain.Deposited: Expected `int`, got `null` - at `$.amount`",
+        f"log {logs[4]} index 1: the log starts at index 1, not 0: index 0 is missing",
+        f"log {empty.pk}: 'account' log has no events",
+    }
+    assert lines[6] == "Checked 6 logs and 16 events: 6 problems."
+    # Within a log, problems come in index order.
+    assert lines.index(f"log {logs[0]} index 2: gap: index 1 is missing") < (
+        lines.index(f"log {logs[0]} index 4: gap: index 3 is missing")
+    )
+
+
+def test_verbosity_0_prints_only_the_problems() -> None:
+    account(2)
+    empty = Log.objects.create(kind="account")
+    stdout, stderr = verify_fails(1, verbosity=0)
+    assert (stdout, stderr) == (f"log {empty.pk}: 'account' log has no events\n", "")
+
+
+# Choosing the logs.
+
+
+def test_log_ids_restrict_the_check_to_those_logs() -> None:
+    clean, other, broken = account(1), account(2), account(3)
+    delete_event(broken, 1)
+    assert verify(str(clean)) == ("Checked 1 log and 2 events: 0 problems.\n", "")
+    assert verify(str(clean), str(other).upper())[0] == (
+        "Checked 2 logs and 5 events: 0 problems.\n"
+    )
+    stdout, _ = verify_fails(1, str(broken), str(clean))
+    assert stdout.splitlines() == [
+        f"log {broken} index 2: gap: index 1 is missing",
+        "Checked 2 logs and 5 events: 1 problem.",
+    ]
+
+
+def test_a_log_id_of_an_empty_log_is_checked() -> None:
+    empty = Log.objects.create(kind="account")
+    account(1)
+    stdout, _ = verify_fails(1, str(empty.pk))
+    assert stdout.splitlines() == [
+        f"log {empty.pk}: 'account' log has no events",
+        "Checked 1 log and 0 events: 1 problem.",
+    ]
+
+
+def test_kind_restricts_the_check_to_logs_of_that_kind() -> None:
+    account(1, kind="account")
+    broken = account(2, kind="account")
+    set_type(broken, 2, "tests.gone")
+    account(1, kind="savings")
+    Log.objects.create(kind="account")  # empty: not of kind savings
+    assert verify("--kind", "savings") == (
+        "Checked 1 log and 2 events: 0 problems.\n",
+        "",
+    )
+    stdout, _ = verify_fails(2, "--kind", "account")
+    assert stdout.splitlines()[-2] == "Checked 3 logs and 5 events: 2 problems."
+    # LOG_ID and --kind together: the logs that are both.
+    assert verify(str(broken), "--kind", "savings") == (
+        "Checked 0 logs and 0 events: 0 problems.\n",
+        "None of the given logs is of kind 'savings'.\n",
+    )
+
+
+def test_a_kind_without_logs_says_so() -> None:
+    account(1)
+    assert verify("--kind", "nothing") == (
+        "Checked 0 logs and 0 events: 0 problems.\n",
+        "No logs of kind 'nothing' to check.\n",
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["not-a-uuid"], "Malformed log id 'not-a-uuid': a log id is a UUID."),
+        (["12345"], "Malformed log id '12345': a log id is a UUID."),
+        (
+            [str(uuid.UUID(int=7))],
+            f"No log has the id {uuid.UUID(int=7)}.",
+        ),
+        (["--database", "elsewhere"], "No database 'elsewhere' in DATABASES."),
+    ],
+)
+def test_wrong_arguments_are_a_command_error(args: list[str], message: str) -> None:
+    account(1)
+    with pytest.raises(CommandError) as raised:
+        verify(*args)
+    assert str(raised.value) == message
+    assert raised.value.returncode == 2
+
+
+# Progress.
+
+
+def test_a_long_run_prints_progress_lines_without_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(eventlog_verify, "PROGRESS_MIN_LOGS", 20)
+    for _ in range(19):
+        account(0)
+    Log.objects.create(kind="account")  # counted after the events pass
+    stdout, stderr = verify_fails(1)
+    assert stderr.splitlines() == [
+        f"Checked {done}/20 logs ({done * 5}%)" for done in range(2, 20, 2)
+    ] + ["Checked 20/20 logs (100%)"]
+    assert stdout.splitlines()[-1] == "Checked 20 logs and 19 events: 1 problem."
+
+
+def test_a_long_run_draws_a_progress_bar_on_a_terminal(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(eventlog_verify, "PROGRESS_MIN_LOGS", 10)
+    logs = [account(1) for _ in range(10)]
+    set_type(logs[4], 1, "tests.gone")
+    stdout = Terminal()
+    stderr = Terminal()
+    verify_fails(1, stdout=stdout, stderr=stderr)
+    bar = stderr.getvalue()
+    assert bar.startswith(f"\r[{'#' * 3}{'.' * 27}] 1/10 logs (10%)")
+    assert bar.endswith(f"\r[{'#' * 30}] 10/10 logs (100%)\n")
+    # The bar is cleared before the problem is printed, then drawn again.
+    assert bar.count("\r\x1b[K") == 1
+    assert bar.count("\n") == 1
+    assert f"log {logs[4]} index 1: unknown event type 'tests.gone'" in (
+        stdout.getvalue()
+    )
+
+
+def test_a_short_run_shows_no_progress() -> None:
+    for _ in range(3):
+        account(0)
+    assert eventlog_verify.PROGRESS_MIN_LOGS > 3
+    _, stderr = verify(stderr=Terminal())
+    assert stderr == ""
+
+
+def test_the_command_reads_in_two_queries_plus_a_count(
+    django_assert_num_queries: Any,
+) -> None:
+    """No query per log: the events in one pass, the empty logs in another."""
+    for deposits in range(12):
+        account(deposits)
+    Log.objects.create(kind="account")
+    with django_assert_num_queries(3):
+        verify_fails(1)
+
+
+# Nothing planted outlives its test.
+
+
+class Rollback(Exception):
+    pass
+
+
+def switch_triggers_off_then_roll_back() -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SET LOCAL session_replication_role = replica")
+            cursor.execute("SHOW session_replication_role")
+            assert cursor.fetchone() == ("replica",)
+        else:
+            cursor.execute(f"DROP TRIGGER {SQLITE_TRIGGERS[1]}")
+            cursor.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = %s",
+                [SQLITE_TRIGGERS[1]],
+            )
+            assert cursor.fetchone() == (0,)
+        raise Rollback
+
+
+def test_a_rollback_restores_dropped_sqlite_triggers() -> None:
+    """What ``triggers_off`` relies on, checked on the current vendor."""
+    log_id = account(1)
+    with pytest.raises(Rollback):
+        switch_triggers_off_then_roll_back()
+    assert_triggers_on()
+    with pytest.raises(DatabaseError, match="events are immutable"):
+        delete_event_unguarded(event_pk(log_id, 1))
+
+
+def delete_event_unguarded(pk: int) -> None:
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("DELETE FROM django_eventlog_event WHERE id = %s", [pk])
+
+
+def assert_triggers_on() -> None:
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute("SHOW session_replication_role")
+            assert cursor.fetchone() == ("origin",)
+            cursor.execute(
+                "SELECT tgenabled FROM pg_trigger WHERE tgname = %s", [PG_TRIGGER]
+            )
+            assert cursor.fetchall() == [("O",)]
+        else:
+            cursor.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                "AND tbl_name = 'django_eventlog_event' ORDER BY name"
+            )
+            assert [name for (name,) in cursor.fetchall()] == sorted(SQLITE_TRIGGERS)
+
+
+def test_zz_planted_rows_and_trigger_changes_did_not_leak() -> None:
+    """Runs after the planting tests (file order): the store is empty again,
+    the triggers are in place and refuse a raw DELETE and UPDATE."""
+    assert not Log.objects.exists()
+    assert not Event.objects.exists()
+    assert_triggers_on()
+    log_id = account(1)
+    with pytest.raises(DatabaseError, match="events are immutable"):
+        delete_event_unguarded(event_pk(log_id, 1))
+    with (
+        pytest.raises(DatabaseError, match="events are immutable"),
+        transaction.atomic(),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute("UPDATE django_eventlog_event SET type = 'x'")
+    assert verify()[0] == "Checked 1 log and 2 events: 0 problems.\n"
