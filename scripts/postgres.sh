@@ -5,6 +5,8 @@
 #   scripts/postgres.sh status            # is the cluster in $EVENTLOG_PG_DIR running?
 #   scripts/postgres.sh stop              # stop it and delete its directory
 #   scripts/postgres.sh stop DIR          # same, for an explicit directory
+#   scripts/postgres.sh restart [DIR]     # fast shutdown, then start again (same
+#                                         # port and data; pauses EVENTLOG_PG_DOWN_SECONDS)
 #
 # `start` writes only `export ...` lines to stdout (progress goes to stderr), so
 # its output can be eval'ed. The cluster:
@@ -238,6 +240,26 @@ cmd_stop() {
     log "removed $dir"
 }
 
+cmd_restart() {
+    local dir bindir logf
+    dir=$(resolve_dir "${1:-}")
+    [[ -f $dir/$MARKER ]] || die "$dir was not created by $PROG; refusing to touch it"
+    bindir=$(cat "$dir/bindir" 2>/dev/null || true)
+    [[ -n $bindir && -f $dir/data/postmaster.pid ]] || die "$dir has no running cluster"
+    OWNER=postgres
+    [[ $(id -u) -eq 0 ]] || OWNER=$(id -un)
+    logf=$dir/postgres.log
+    log "restarting PostgreSQL in $dir (fast shutdown)"
+    as_owner "$bindir/pg_ctl" -D "$dir/data" -m fast -w -t 30 stop >/dev/null 2>&1 ||
+        die "PostgreSQL in $dir did not stop"
+    sleep "${EVENTLOG_PG_DOWN_SECONDS:-0}"
+    if ! as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$logf" -w -t 60 start >/dev/null 2>&1; then
+        show_log "$logf"
+        die "PostgreSQL in $dir did not start again (log above)"
+    fi
+    log "running again on 127.0.0.1:$(cat "$dir/port" 2>/dev/null || echo '?')"
+}
+
 cmd_status() {
     local dir bindir port
     dir=$(resolve_dir "${1:-}")
@@ -252,8 +274,9 @@ case ${1:-} in
 start) shift; cmd_start "$@" ;;
 stop) shift; cmd_stop "$@" ;;
 status) shift; cmd_status "$@" ;;
+restart) shift; cmd_restart "$@" ;;
 *)
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
