@@ -189,7 +189,13 @@ def _encode(reduction: Reduction[A], aggregate_class: type[A]) -> bytes | None:
         reduction.log_created_at,
         msgspec.Raw(state),
     )
-    return _encoder.encode(entry)
+    try:
+        return _encoder.encode(entry)
+    except Exception as e:  # say, an aggregate_name msgpack cannot hold
+        logger.warning(
+            "%s reductions are not cached: %r", aggregate_class.__qualname__, e
+        )
+        return None
 
 
 # Reading

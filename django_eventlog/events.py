@@ -118,12 +118,20 @@ def encode_event(event: DomainEvent) -> str:
     cls = type(event)
     try:
         data = _encoder.encode(event)
-        decoded = _decoder(cls).decode(data)
-    except (msgspec.MsgspecError, TypeError, ValueError, OverflowError) as e:
+        exact = _decoder(cls).decode(data) == event
+    # ArithmeticError: comparing Decimal("sNaN"); RecursionError: values
+    # nested too deep for msgspec.
+    except (
+        msgspec.MsgspecError,
+        TypeError,
+        ValueError,
+        ArithmeticError,
+        RecursionError,
+    ) as e:
         raise EventEncodingError(
-            f"{cls.__qualname__} event cannot be stored as JSON: {e}"
+            f"{cls.__qualname__} event cannot be stored as JSON: {e!r}"
         ) from e
-    if decoded != event:
+    if not exact:
         raise EventEncodingError(
             f"{cls.__qualname__} event does not survive a JSON round trip "
             f"(stored {data.decode()!r}); check its field values against their "
