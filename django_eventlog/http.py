@@ -15,7 +15,7 @@ Example, appending on ``POST /payments/<id>/captures/``::
             key = http.idempotency_key(request)
             expected = http.if_match_state(request, payment_id)
             reduction = Log.objects.reduce(payment_id, Payment)
-            if expected is not None and expected != reduction:
+            if expected is not None and expected.next_index != reduction.next_index:
                 return http.precondition_failed(reduction)
             ...check the business rules on reduction.aggregate...
             state = Log.objects.append(reduction, Captured(...), idempotency_key=key)
