@@ -187,10 +187,14 @@ class LogManager(models.Manager["Log"]):
             )
         aggregate, through = start.aggregate, start.through_index
         rows = _event_rows(using, log_id, through + 1)
-        for row in rows.iterator(chunk_size=conf.EVENTLOG_CHUNK_SIZE):
-            record = _record(row)
-            aggregate.apply(record)
-            through = record.index
+        # Closing the server-side cursor after the last row reaches the
+        # database outside Django's error wrapping: wrap the whole loop so a
+        # lost connection is a django.db error here too.
+        with connections[using].wrap_database_errors:
+            for row in rows.iterator(chunk_size=conf.EVENTLOG_CHUNK_SIZE):
+                record = _record(row)
+                aggregate.apply(record)
+                through = record.index
         reduction = Reduction(
             log_id, aggregate, through, timezone.now(), start.log_created_at
         )
@@ -554,15 +558,24 @@ async def _astream(
     # The same server-side cursor serves every chunk: thread-sensitive
     # sync_to_async calls all run in one thread, on one connection.
     iterator = cast("Generator[_Row]", rows.iterator(chunk_size=chunk_size))
-    next_chunk = sync_to_async(lambda: list(islice(iterator, chunk_size)))
+
+    # In the worker thread, where the connection that runs the cursor lives.
+    def next_chunk() -> list[_Row]:
+        with connections[rows.db].wrap_database_errors:
+            return list(islice(iterator, chunk_size))
+
+    def close() -> None:
+        with connections[rows.db].wrap_database_errors:
+            iterator.close()
+
     try:
-        while chunk := await next_chunk():
+        while chunk := await sync_to_async(next_chunk)():
             for row in chunk:
                 yield row
             if len(chunk) < chunk_size:
                 break
     finally:
-        await sync_to_async(iterator.close)()
+        await sync_to_async(close)()
 
 
 def _decodes_to(type_name: str, stored: str, event: DomainEvent) -> bool:
