@@ -381,7 +381,9 @@ def test_a_long_run_draws_a_progress_bar_on_a_terminal(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(eventlog_verify, "PROGRESS_MIN_LOGS", 10)
-    logs = [account(1) for _ in range(10)]
+    # In the order the command streams them: uuid7s made within one
+    # millisecond are not ordered by creation.
+    logs = sorted(account(1) for _ in range(10))
     set_type(logs[4], 1, "tests.gone")
     stdout = Terminal()
     stderr = Terminal()
