@@ -106,13 +106,7 @@ class LogAgePolicy:
     maximum: timedelta | None = None
 
     def __post_init__(self) -> None:
-        if self.minimum < timedelta(0) or (
-            self.maximum is not None and self.maximum <= self.minimum
-        ):
-            raise InvalidArgument(
-                f"LogAgePolicy needs 0 <= minimum < maximum, got {self.minimum}, "
-                f"{self.maximum}."
-            )
+        _check_bounds(self, timedelta(0), self.minimum, self.maximum)
 
     @classmethod
     def starting_at(cls, age: timedelta) -> LogAgePolicy:
@@ -133,5 +127,16 @@ class LogAgePolicy:
         created: datetime | None = reduction.log_created_at
         if created is None:
             return False
-        age = timezone.now() - created
-        return self.minimum <= age and (self.maximum is None or age < self.maximum)
+        return _within(timezone.now() - created, self.minimum, self.maximum)
+
+
+def _check_bounds(policy: object, zero: Any, minimum: Any, maximum: Any) -> None:
+    if minimum < zero or (maximum is not None and maximum <= minimum):
+        raise InvalidArgument(
+            f"{type(policy).__name__} needs 0 <= minimum < maximum, got {minimum}, "
+            f"{maximum}."
+        )
+
+
+def _within(value: Any, minimum: Any, maximum: Any) -> bool:
+    return bool(minimum <= value and (maximum is None or value < maximum))
