@@ -152,18 +152,19 @@ class LogAdmin(ReadOnlyAdmin):
         except ValueError:
             return queryset.filter(by_key), False
 
-    def change_view(
+    def render_change_form(
         self,
         request: HttpRequest,
-        object_id: str,
+        context: dict[str, Any],
+        add: bool = False,
+        change: bool = False,
         form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
+        obj: Log | None = None,
     ) -> HttpResponse:
-        context = dict(extra_context or {})
-        log = self.get_object(request, object_id)
-        if log is not None and self.has_view_permission(request, log):
-            context.update(self.timeline_context(request, log))
-        return super().change_view(request, object_id, form_url, context)
+        # The log Django's change view already fetched: no second query.
+        if obj is not None:
+            context.update(self.timeline_context(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def timeline_context(self, request: HttpRequest, log: Log) -> dict[str, Any]:
         """Return one keyset-paginated page of the log's events."""
