@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import sys
+from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 import msgspec
@@ -147,6 +148,11 @@ def encode_event(event: DomainEvent) -> str:
 def decode_event(type_name: str, payload: str | bytes) -> DomainEvent:
     """Decode stored JSON into the class registered for ``type_name``."""
     return _decoder(event_class(type_name)).decode(payload)
+
+
+def event_decoder(type_name: str) -> Callable[[str | bytes], DomainEvent]:
+    """Return the function that decodes stored JSON of ``type_name``."""
+    return _decoder(event_class(type_name)).decode
 
 
 def _decoder(cls: type[_E]) -> msgspec.json.Decoder[_E]:
