@@ -14,6 +14,9 @@
 #     or $EVENTLOG_PG_DIR if that names a directory that does not exist yet),
 #   * listens only on 127.0.0.1 on a free port (or $EVENTLOG_PG_PORT),
 #     with its Unix socket inside the data directory,
+#   * runs without fsync, synchronous_commit or full_page_writes (throwaway
+#     data), unless EVENTLOG_PG_DURABLE=1 keeps PostgreSQL's default
+#     durability settings (as the benchmarks do),
 #   * uses trust authentication, superuser `postgres`, and has a database
 #     `eventlog` (PGDATABASE),
 #   * is run by the `postgres` OS user when this script runs as root
@@ -137,12 +140,13 @@ listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = '$data'
 max_connections = 100
-# Throwaway data: durability is not needed, speed is.
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 logging_collector = off
 EOF
+        if [[ ${EVENTLOG_PG_DURABLE:-0} != 1 ]]; then
+            # Throwaway data: durability is not needed, speed is.
+            printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' \
+                >>"$data/eventlog.conf"
+        fi
         if ! grep -q "^include = 'eventlog.conf'" "$data/postgresql.conf"; then
             printf "\ninclude = 'eventlog.conf'\n" >>"$data/postgresql.conf"
         fi
