@@ -6,6 +6,7 @@
 #   make test PYTEST_ARGS=-x       extra pytest arguments (shell-quoted)
 #   make lint                      ruff check, ruff format --check, mypy, makemigrations --check
 #   make test-sqlite / test-postgresql
+#   make bench                     django-eventlog vs raw psycopg vs eventsourcing (BENCH_ARGS=--quick)
 #   make install                   (re)install the package into $(VENV)
 #
 # PostgreSQL: if PGHOST is set, `make test` uses that server (PGPORT, PGUSER,
@@ -19,7 +20,8 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= dev,postgresql,redis
+EXTRAS ?= dev,postgresql,redis,bench
+BENCH_ARGS ?=
 PYTEST_ARGS ?=
 FAIL_FAST ?= 0
 
@@ -29,10 +31,10 @@ STAMP := $(VENV)/.eventlog-installed
 
 export VENV PYTEST_ARGS FAIL_FAST
 
-.PHONY: help install lint test test-sqlite test-postgresql demo clean distclean
+.PHONY: help install lint test test-sqlite test-postgresql bench demo clean distclean
 
 help:
-	@sed -n '1,14p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,15p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(PY)" ]; then \
@@ -60,6 +62,9 @@ test-sqlite: $(STAMP)
 
 test-postgresql: $(STAMP)
 	bash scripts/test.sh postgresql
+
+bench: $(STAMP)
+	bash scripts/bench.sh $(BENCH_ARGS)
 
 demo: $(STAMP)
 	EVENTLOG_DB=sqlite "$(PY)" manage.py migrate

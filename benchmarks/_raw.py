@@ -1,0 +1,166 @@
+"""The limit: raw psycopg 3 on tables shaped like django-eventlog's.
+
+``raw_log`` and ``raw_event`` are copies of ``django_eventlog_log`` and
+``django_eventlog_event`` made with ``CREATE TABLE ... (LIKE ... INCLUDING
+ALL)``: the same columns, defaults, identity, CHECK and UNIQUE constraints and
+indexes, plus the foreign key. Nothing else is on the path: no ORM, no
+validation, no round-trip check of the JSON, no trigger.
+
+* An append is one ``INSERT ... VALUES`` in autocommit; UNIQUE (log, index)
+  is the concurrency check. A create is the log row and its first event in
+  one transaction.
+* Reads select the same five columns as django-eventlog (index, type, payload
+  as text, recorded_at, idempotency_key) and ``json.loads`` the payload; a
+  full fold goes through a server-side cursor in a transaction.
+* The warm reduce keeps its state as JSON in Redis (redis-py GET and SET)
+  and reads only the newer events.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+import psycopg
+import redis
+from _shared import NOTE, Conflict, Folded
+
+ITERSIZE = 2000  # rows per fetch of the server-side cursor, as EVENTLOG_CHUNK_SIZE
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS raw_log (LIKE django_eventlog_log INCLUDING ALL);
+CREATE TABLE IF NOT EXISTS raw_event (LIKE django_eventlog_event INCLUDING ALL);
+ALTER TABLE raw_event DROP CONSTRAINT IF EXISTS raw_event_log_fk;
+ALTER TABLE raw_event ADD CONSTRAINT raw_event_log_fk
+    FOREIGN KEY (log_id) REFERENCES raw_log (id);
+"""
+SELECT = (
+    "SELECT index, type, payload::text, recorded_at, idempotency_key "
+    "FROM raw_event WHERE log_id = %s AND index >= %s ORDER BY index"
+)
+INSERT_EVENT = (
+    "INSERT INTO raw_event (log_id, index, type, payload, recorded_at, "
+    "idempotency_key) VALUES (%s, %s, 'bench.credited', %s, %s, NULL)"
+)
+
+Handle = tuple[uuid.UUID, int]  # (log id, next index)
+
+
+def _payload(amount: int) -> str:
+    return json.dumps({"amount": amount, "note": NOTE}, separators=(",", ":"))
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class RawStore:
+    name = "raw psycopg"
+
+    def __init__(self, conninfo: str, redis_url: str | None = None) -> None:
+        self.conn = psycopg.connect(conninfo, autocommit=True)
+        self.redis = redis.Redis.from_url(redis_url) if redis_url else None
+
+    @staticmethod
+    def setup(conninfo: str) -> None:
+        with psycopg.connect(conninfo, autocommit=True) as conn:
+            conn.execute(SCHEMA)
+
+    def create(self, amount: int) -> Handle:
+        log_id = uuid.uuid4()
+        now = _now()
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO raw_log (id, kind, created_at) VALUES (%s, 'account', %s)",
+                [log_id, now],
+            )
+            self.conn.execute(INSERT_EVENT, [log_id, 0, _payload(amount), now])
+        return log_id, 1
+
+    def append(self, handle: Handle, amount: int) -> Handle:
+        log_id, index = handle
+        try:
+            self.conn.execute(INSERT_EVENT, [log_id, index, _payload(amount), _now()])
+        except psycopg.errors.UniqueViolation:
+            raise Conflict(log_id) from None
+        return log_id, index + 1
+
+    def _fold(self, log_id: uuid.UUID, start: int, balance: int) -> Folded:
+        count = start
+        with self.conn.transaction():
+            cursor = self.conn.cursor(name="fold")
+            cursor.itersize = ITERSIZE
+            cursor.execute(SELECT, [log_id, start])
+            for _index, _type, payload, _recorded_at, _key in cursor:
+                balance += json.loads(payload)["amount"]
+                count += 1
+            cursor.close()
+        return Folded(balance, count, count)
+
+    def reduce(self, log_id: uuid.UUID) -> Folded:
+        return self._fold(log_id, 0, 0)
+
+    def reduce_handle(self, log_id: uuid.UUID, known: Handle | None) -> Handle:
+        """After a conflict: the events newer than ``known``, decoded."""
+        index = 0 if known is None else known[1]
+        rows = self.conn.execute(SELECT, [log_id, index]).fetchall()
+        for row_index, _type, payload, _recorded_at, _key in rows:
+            json.loads(payload)
+            index = row_index + 1
+        return log_id, index
+
+    def warm_reduce(self, log_id: uuid.UUID) -> Folded:
+        """The cached state from Redis, the newer events, the state back."""
+        assert self.redis is not None
+        key = f"raw:{log_id}"
+        cached = self.redis.get(key)
+        if cached is None:
+            folded = self.reduce(log_id)
+        else:
+            balance, count = json.loads(cached)
+            folded = Folded(balance, count, count)
+            rows = self.conn.execute(SELECT, [log_id, count]).fetchall()
+            for _index, _type, payload, _recorded_at, _key in rows:
+                balance += json.loads(payload)["amount"]
+                count += 1
+            if count == folded.events:
+                return folded
+            folded = Folded(balance, count, count)
+        self.redis.set(key, json.dumps([folded.balance, folded.events]))
+        return folded
+
+    def page(self, log_id: uuid.UUID, start: int, limit: int) -> list[tuple[int, int]]:
+        rows = self.conn.execute(SELECT + " LIMIT %s", [log_id, start, limit])
+        return [(row[0], json.loads(row[2])["amount"]) for row in rows.fetchall()]
+
+    def fill(self, count: int) -> uuid.UUID:
+        log_id = uuid.uuid4()
+        now = _now()
+        with self.conn.transaction():
+            self.conn.execute(
+                "INSERT INTO raw_log (id, kind, created_at) VALUES (%s, 'account', %s)",
+                [log_id, now],
+            )
+            self.conn.execute(
+                "INSERT INTO raw_event (log_id, index, type, payload, recorded_at) "
+                "SELECT %s, i, 'bench.credited', %s::jsonb, %s "
+                "FROM generate_series(0, %s - 1) AS i",
+                [log_id, _payload(1), now, count],
+            )
+        return log_id
+
+    def check_log(self, log_id: uuid.UUID) -> tuple[int, int]:
+        """(number of events, max index + 1) straight from the table."""
+        row: Any = self.conn.execute(
+            "SELECT count(*), coalesce(max(index), -1) + 1 FROM raw_event "
+            "WHERE log_id = %s",
+            [log_id],
+        ).fetchone()
+        return int(row[0]), int(row[1])
+
+    def close(self) -> None:
+        self.conn.close()
+        if self.redis is not None:
+            self.redis.close()

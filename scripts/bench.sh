@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Run benchmarks/eventstores.py (called by `make bench`).
+#
+#   scripts/bench.sh [ARGS]     ARGS go to the benchmark: --quick, --huge,
+#                               --only AD, --stores ours,raw, -r 5 (see --help)
+#
+# PostgreSQL: the server PGHOST (PGPORT, PGUSER, PGPASSWORD) names, if set;
+# otherwise a throwaway cluster on 127.0.0.1 with PostgreSQL's default
+# durability settings (scripts/postgres.sh with EVENTLOG_PG_DURABLE=1).
+# Redis: REDIS_URL, if set; otherwise a throwaway redis-server on 127.0.0.1.
+# Both are stopped and removed afterwards. django-eventlog runs with
+# server-side binding and prepared statements, as docs/performance
+# recommends (EVENTLOG_PG_PREPARE=0: Django's default client-side binding).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+PG_DIR=
+REDIS_DIR=
+
+cleanup() {
+    [[ -n $PG_DIR ]] && bash scripts/postgres.sh stop "$PG_DIR" || true
+    [[ -n $REDIS_DIR ]] && bash scripts/redis.sh stop "$REDIS_DIR" || true
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if [[ -z ${PGHOST:-} ]]; then
+    eval "$(EVENTLOG_PG_DURABLE=1 bash scripts/postgres.sh start)"
+    PG_DIR=$EVENTLOG_PG_DIR
+fi
+if [[ -z ${REDIS_URL:-} ]]; then
+    eval "$(bash scripts/redis.sh start)"
+    REDIS_DIR=$EVENTLOG_REDIS_DIR
+fi
+export EVENTLOG_PG_PREPARE=${EVENTLOG_PG_PREPARE:-1}
+"$VENV/bin/python" benchmarks/eventstores.py "$@"
