@@ -11,7 +11,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .aggregates import Aggregate, EventRecord, LogState, Reduction
-from .caching import CacheStats, cache_stats, reset_cache_stats
+from .caching import (
+    CacheStats,
+    cache_stats,
+    reset_cache_stats,
+    wait_for_cache_writes,
+)
 from .events import DomainEvent
 from .exceptions import (
     ConcurrentAppend,
@@ -63,6 +68,7 @@ __all__ = [
     "UnknownEventType",
     "cache_stats",
     "reset_cache_stats",
+    "wait_for_cache_writes",
 ]
 
 _MODELS = {"Event", "Log", "LogManager"}

@@ -13,9 +13,13 @@ import dataclasses
 import functools
 import hashlib
 import logging
+import os
 import re
 import threading
 import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -28,7 +32,14 @@ from .aggregates import Aggregate, Reduction
 from .conf import conf
 from .signals import reduced
 
-__all__ = ["CacheStats", "cache_key", "cache_stats", "key_prefix", "reset_cache_stats"]
+__all__ = [
+    "CacheStats",
+    "cache_key",
+    "cache_stats",
+    "key_prefix",
+    "reset_cache_stats",
+    "wait_for_cache_writes",
+]
 
 logger = logging.getLogger("django_eventlog")
 
@@ -327,10 +338,10 @@ def write(
     plan = _planned_write(lookup, reduction, events_applied)
     if plan is not None:
         key, data = plan
-        timeout = _timeout(lookup.aggregate_class)
-        transaction.on_commit(
-            functools.partial(_store, key, data, timeout), using=using, robust=True
-        )
+        store = functools.partial(_store, key, data, _timeout(lookup.aggregate_class))
+        if conf.EVENTLOG_CACHE_WRITE_BEHIND:
+            store = functools.partial(_writer().submit, store)
+        transaction.on_commit(store, using=using, robust=True)
 
 
 async def awrite(
@@ -359,6 +370,52 @@ async def awrite(
         _write_failed(key, e)
     else:
         _counters.add("writes" if data is not None else "deletes")
+
+
+class _Writer:
+    """One background thread per process that writes cached reductions in
+    the order they were committed (EVENTLOG_CACHE_WRITE_BEHIND)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.executor = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="django_eventlog cache writer"
+        )
+
+    def submit(self, store: Callable[[], None]) -> None:
+        self.executor.submit(store)
+
+
+_writer_lock = threading.Lock()
+_current_writer: _Writer | None = None
+
+
+def _writer() -> _Writer:
+    global _current_writer
+    with _writer_lock:
+        # A forked child (a pre-forking server's worker) has no thread: start one.
+        if _current_writer is None or _current_writer.pid != os.getpid():
+            _current_writer = _Writer()
+        return _current_writer
+
+
+def wait_for_cache_writes(timeout: float | None = None) -> bool:
+    """Wait until the background writes submitted so far are done.
+
+    Only matters with ``EVENTLOG_CACHE_WRITE_BEHIND = True`` (in tests, say,
+    before looking at the cache). Returns False if ``timeout`` seconds passed
+    first.
+    """
+    with _writer_lock:
+        writer = _current_writer
+    if writer is None or writer.pid != os.getpid():
+        return True
+    done = writer.executor.submit(lambda: None)
+    try:
+        done.result(timeout)
+    except FutureTimeout:
+        return False
+    return True
 
 
 def _store(key: str, data: bytes | None, timeout: int | None) -> None:

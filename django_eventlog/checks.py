@@ -76,6 +76,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_eventlog.E007",
             )
         )
+    if not isinstance(_setting("EVENTLOG_CACHE_WRITE_BEHIND"), bool):
+        errors.append(
+            Error(
+                "EVENTLOG_CACHE_WRITE_BEHIND must be True or False.",
+                id="django_eventlog.E013",
+            )
+        )
     prefix = _setting("EVENTLOG_CACHE_KEY_PREFIX")
     if not (
         isinstance(prefix, str)

@@ -27,6 +27,11 @@ DEFAULTS: dict[str, Any] = {
     "EVENTLOG_CACHE_POLICY": "django_eventlog.policies.AlwaysCache",
     # Seconds a cached reduction lives; None keeps it until evicted.
     "EVENTLOG_CACHE_TIMEOUT": 86400,
+    # True: cached reductions are written by a background thread after the
+    # commit, so reduce() returns without waiting for the cache (the crate's
+    # "written asynchronously"). False: written before reduce() returns (or
+    # at the commit of the caller's transaction).
+    "EVENTLOG_CACHE_WRITE_BEHIND": False,
     # Start of every cache key this library writes.
     "EVENTLOG_CACHE_KEY_PREFIX": "eventlog",
     # Log kind -> Aggregate class (or its dotted path) whose state the admin
@@ -65,6 +70,10 @@ class Settings:
     def EVENTLOG_CACHE_TIMEOUT(self) -> int | None:
         value = self._get("EVENTLOG_CACHE_TIMEOUT")
         return None if value is None else int(value)
+
+    @property
+    def EVENTLOG_CACHE_WRITE_BEHIND(self) -> bool:
+        return self._get("EVENTLOG_CACHE_WRITE_BEHIND") is True
 
     @property
     def EVENTLOG_CACHE_KEY_PREFIX(self) -> str:

@@ -38,6 +38,7 @@ KIND_MAX_LENGTH = 100
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 #: The largest index the events table holds (a 32-bit integer column).
 INDEX_MAX = 2**31 - 1
+LOG_INDEX_CONSTRAINT = "django_eventlog_event_log_index_uniq"
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -354,6 +355,8 @@ class LogManager(models.Manager["Log"]):
                 return used
         if index is None:
             taken = Log.objects.using(using).filter(pk=log_id).exists()
+        elif _violated_constraint(error) == LOG_INDEX_CONSTRAINT:
+            taken = True  # PostgreSQL names it: no query needed
         else:
             taken = (
                 Event.objects.using(using).filter(log_id=log_id, index=index).exists()
@@ -396,6 +399,13 @@ class EventQuerySet(models.QuerySet["Event"]):
 EventManager = models.Manager.from_queryset(EventQuerySet)
 
 
+def _violated_constraint(error: IntegrityError) -> str | None:
+    """The constraint a database error names (psycopg's diagnostics), if any."""
+    diag = getattr(error.__cause__, "diag", None)
+    name = getattr(diag, "constraint_name", None)
+    return name if isinstance(name, str) else None
+
+
 def _check_constraint(condition: models.Q, name: str) -> models.CheckConstraint:
     # Django 5.1 renamed CheckConstraint(check=...) to condition=...
     keyword = "condition" if django.VERSION >= (5, 1) else "check"
@@ -430,9 +440,7 @@ class Event(models.Model):
         verbose_name = "event"
         verbose_name_plural = "events"
         constraints = [
-            models.UniqueConstraint(
-                fields=["log", "index"], name="django_eventlog_event_log_index_uniq"
-            ),
+            models.UniqueConstraint(fields=["log", "index"], name=LOG_INDEX_CONSTRAINT),
             models.UniqueConstraint(
                 fields=["idempotency_key"],
                 name="django_eventlog_event_idempotency_key_uniq",
@@ -606,15 +614,27 @@ def _event_rows(
 def _stream_rows(
     using: str, log_id: uuid.UUID, start: int, chunk_size: int
 ) -> Generator[_Row]:
-    """The log's events from index ``start`` on, fetched ``chunk_size`` rows
-    at a time: through a server-side cursor on PostgreSQL (unless
-    ``DISABLE_SERVER_SIDE_CURSORS``, as ``QuerySet.iterator()`` does)."""
+    """The log's events from index ``start`` on, ``chunk_size`` rows at a time.
+
+    The first chunk comes from a plain ``LIMIT`` query: one round trip, which
+    is all a reduce from a cached state usually needs. The rest, if any,
+    streams through a server-side cursor on PostgreSQL (unless
+    ``DISABLE_SERVER_SIDE_CURSORS``, as ``QuerySet.iterator()`` does).
+    Events are immutable and contiguous, so the two statements cannot
+    disagree: the second one only sees more events, never other ones.
+    """
+    rows = _page_rows(using, log_id, start, chunk_size)
+    yield from rows
+    if len(rows) < chunk_size:
+        return
     connection = connections[using]
     sql = _sql(connection)
     chunked = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
     cursor = connection.chunked_cursor() if chunked else connection.cursor()
     try:
-        cursor.execute(sql.select_events, [_db_uuid(log_id, connection), start])
+        cursor.execute(
+            sql.select_events, [_db_uuid(log_id, connection), rows[-1][0] + 1]
+        )
         while rows := cursor.fetchmany(chunk_size):
             yield from rows
             if len(rows) < chunk_size:

@@ -44,3 +44,15 @@ def test_checks_are_registered_with_django() -> None:
     with override_settings(EVENTLOG_CHUNK_SIZE=0):
         found = [m.id for m in checks.run_checks()]
     assert "django_eventlog.E001" in found
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None])
+def test_write_behind_must_be_a_bool(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_WRITE_BEHIND=value):
+        assert ids() == ["django_eventlog.E013"]
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_write_behind_bools_pass(value: bool) -> None:
+    with override_settings(EVENTLOG_CACHE_WRITE_BEHIND=value):
+        assert ids() == []
