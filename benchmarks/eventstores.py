@@ -344,6 +344,8 @@ class Bench:
 
     def scenario_a(self) -> None:
         logs = self.sizes.logs
+        cpu: dict[str, list[float]] = {kind: [] for kind in self.kinds}
+        wall: dict[str, list[float]] = {kind: [] for kind in self.kinds}
 
         def measure(kind: str) -> float:
             store = self.stores[kind]
@@ -353,7 +355,10 @@ class Bench:
                 nonlocal events
                 events = write_logs(store, logs)
 
+            started = time.process_time()
             seconds = timed(run)
+            cpu[kind].append((time.process_time() - started) / events * 1e6)
+            wall[kind].append(seconds / events * 1e6)
             return events / seconds
 
         self.rows.append(
@@ -362,6 +367,15 @@ class Bench:
                 "events/s",
                 self.repeat(measure),
             )
+        )
+        self.notes.append(
+            "A: per event, wall (CPU of this process) in us: "
+            + ", ".join(
+                f"{kind} {statistics.median(wall[kind]):.0f} "
+                f"({statistics.median(cpu[kind]):.0f})"
+                for kind in self.kinds
+            )
+            + "; the rest of the wall time is spent waiting for PostgreSQL."
         )
         self.target_speed(self.rows[-1], "raw", 0.8, "A >= 0.8x raw")
         self.target_speed(self.rows[-1], "peer", 2.0, "A >= 2x peer")
