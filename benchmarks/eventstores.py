@@ -249,6 +249,10 @@ def in_workers(
     return wall, sum(o[2] for o in outcomes), sum(o[3] for o in outcomes)
 
 
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def timed(function: Callable[[], object]) -> float:
     start = time.perf_counter()
     function()
@@ -335,15 +339,17 @@ class Bench:
     def repeat(self, measure: Callable[[str], float]) -> dict[str, float]:
         """Median of ``repeats`` measurements per store, the stores taking turns."""
         samples: dict[str, list[float]] = {kind: [] for kind in self.kinds}
-        for _ in range(self.args.repeats):
+        for n in range(self.args.repeats):
             for kind in self.kinds:
                 samples[kind].append(measure(kind))
+            progress(f"  repeat {n + 1}/{self.args.repeats} done")
         return {kind: statistics.median(values) for kind, values in samples.items()}
 
     # A and B
 
     def scenario_a(self) -> None:
         logs = self.sizes.logs
+        progress("A: appends, one thread")
         cpu: dict[str, list[float]] = {kind: [] for kind in self.kinds}
         wall: dict[str, list[float]] = {kind: [] for kind in self.kinds}
 
@@ -382,6 +388,7 @@ class Bench:
 
     def scenario_b(self) -> None:
         per_worker = max(1, self.sizes.logs // WORKERS)
+        progress(f"B: appends, {WORKERS} processes")
 
         def measure(kind: str) -> float:
             wall, events, _ = in_workers(kind, self.params, "own", per_worker, None)
@@ -402,6 +409,7 @@ class Bench:
 
     def scenario_c(self) -> None:
         appends = self.sizes.hot_appends
+        progress(f"C: a hot log, {WORKERS} processes")
         conflicts: dict[str, list[int]] = {kind: [] for kind in self.kinds}
 
         def measure(kind: str) -> float:
@@ -440,9 +448,12 @@ class Bench:
     # D, E, F share the long logs.
 
     def long_logs(self, events: int) -> dict[str, uuid.UUID]:
+        progress(f"filling a log of {events:,} events in each store")
         return {kind: self.stores[kind].fill(events) for kind in self.kinds}
 
     def scenario_d(self, events: int, logs: dict[str, uuid.UUID]) -> None:
+        progress(f"D: cold reduce of {events:,} events")
+
         def cold(kind: str) -> Folded:
             store = self.stores[kind]
             forget = getattr(store, "forget", None)
@@ -488,6 +499,7 @@ class Bench:
     def scenario_e(self) -> None:
         figures: dict[int, dict[str, float]] = {}
         for events in self.sizes.warm_logs:
+            progress(f"E: warm reduce, {events:,} events")
             figures[events] = self.warm(events)
             self.rows.append(
                 Row(f"E warm reduce + 1 event, {events:,}", "ms", figures[events])
@@ -562,6 +574,7 @@ class Bench:
 
     def scenario_f(self, events: int, logs: dict[str, uuid.UUID]) -> None:
         start, limit = events // 2, 100
+        progress(f"F: a page of {limit} of {events:,} events")
         wanted = [(index, 1) for index in range(start, start + limit)]
 
         def measure(kind: str) -> float:

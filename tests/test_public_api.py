@@ -39,3 +39,29 @@ def test_importing_the_package_does_not_load_models() -> None:
 def test_unknown_attributes_raise_attribute_error() -> None:
     with pytest.raises(AttributeError, match="Nope"):
         django_eventlog.Nope  # noqa: B018
+
+
+def test_the_benchmark_peer_is_never_a_runtime_dependency() -> None:
+    # eventsourcing is only in the optional "bench" group, and nothing the
+    # app imports, admin and commands included, pulls it in.
+    from importlib.metadata import requires
+
+    requirements = requires("django-eventlog") or []
+    peer = [r for r in requirements if r.startswith("eventsourcing")]
+    assert peer, requirements
+    assert all('extra == "bench"' in r for r in peer), peer
+    code = (
+        "import django, os, sys, pkgutil, importlib\n"
+        "os.environ['DJANGO_SETTINGS_MODULE'] = 'testproject.settings'\n"
+        "django.setup()\n"
+        "import django_eventlog\n"
+        "path, prefix = django_eventlog.__path__, 'django_eventlog.'\n"
+        "for m in pkgutil.walk_packages(path, prefix):\n"
+        "    importlib.import_module(m.name)\n"
+        "assert 'eventsourcing' not in sys.modules, 'eventsourcing was imported'\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False
+    )
+    assert result.stdout.strip() == "ok", result.stderr
