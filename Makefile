@@ -7,6 +7,7 @@
 #   make lint                      ruff check, ruff format --check, mypy, makemigrations --check
 #   make test-sqlite / test-postgresql
 #   make bench                     django-eventlog vs raw psycopg vs eventsourcing (BENCH_ARGS=--quick)
+#   make docs                      build the documentation into docs/_build/html (warnings are errors)
 #   make install                   (re)install the package into $(VENV)
 #
 # PostgreSQL: if PGHOST is set, `make test` uses that server (PGPORT, PGUSER,
@@ -20,7 +21,7 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= dev,postgresql,redis,bench
+EXTRAS ?= dev,postgresql,redis,bench,docs
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 FAIL_FAST ?= 0
@@ -31,10 +32,10 @@ STAMP := $(VENV)/.eventlog-installed
 
 export VENV PYTEST_ARGS FAIL_FAST
 
-.PHONY: help install lint test test-sqlite test-postgresql bench demo clean distclean
+.PHONY: help install lint test test-sqlite test-postgresql bench docs demo clean distclean
 
 help:
-	@sed -n '1,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,16p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(PY)" ]; then \
@@ -65,6 +66,10 @@ test-postgresql: $(STAMP)
 
 bench: $(STAMP)
 	bash scripts/bench.sh $(BENCH_ARGS)
+
+docs: $(STAMP)
+	"$(VENV)/bin/sphinx-build" -W --keep-going -q -b html docs docs/_build/html
+	@echo "Open docs/_build/html/index.html"
 
 demo: $(STAMP)
 	EVENTLOG_DB=sqlite "$(PY)" manage.py migrate

@@ -4,7 +4,7 @@
 #   scripts/test.sh [all|lint|sqlite|postgresql]...   (default: all)
 #
 #   lint        ruff check, ruff format --check, mypy, makemigrations --check,
-#               benchmarks at a tiny size
+#               the docs build (warnings are errors), benchmarks at a tiny size
 #   sqlite      EVENTLOG_DB=sqlite pytest -m "not postgresql"
 #   postgresql  EVENTLOG_DB=postgresql pytest   (every test, PostgreSQL ones included)
 #   all         lint, sqlite, postgresql, then both suites again on the oldest
@@ -105,6 +105,7 @@ do_lint() {
     step "mypy" env EVENTLOG_DB=sqlite mypy .
     step "makemigrations --check" \
         env EVENTLOG_DB=sqlite python manage.py makemigrations --check --dry-run
+    step "docs (sphinx-build -W)" sphinx-build -W --keep-going -q -b html docs docs/_build/html
     # Benchmarks are not timed tests: a tiny run keeps them working.
     step "benchmarks (quick)" python benchmarks/event_codec.py --quick
 }
