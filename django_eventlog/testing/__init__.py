@@ -1,0 +1,131 @@
+"""Helpers for testing code built on django_eventlog.
+
+``make_log`` writes a log holding given events; ``fresh_cache`` points
+cached reductions at an empty local-memory cache for a block of code. Neither
+needs pytest or factory-boy. Two optional parts need them:
+
+``django_eventlog.testing.factories``
+    :class:`~django_eventlog.testing.factories.LogFactory`, a factory-boy
+    factory of logs (also importable from here). Needs ``factory-boy``.
+``django_eventlog.testing.pytest_plugin``
+    The pytest fixtures ``eventlog_cache`` and ``eventlog_sync_cache_writes``:
+    add ``pytest_plugins = ["django_eventlog.testing.pytest_plugin"]`` to the
+    ``conftest.py`` at the top of your tests.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.core.cache import BaseCache, caches
+from django.db import router, transaction
+from django.test.utils import override_settings
+
+from ..aggregates import LogState
+from ..caching import reset_cache_stats, wait_for_cache_writes
+from ..events import DomainEvent
+from ..exceptions import InvalidArgument
+
+if TYPE_CHECKING:
+    from .factories import LogFactory
+
+__all__ = ["CACHE_ALIAS", "LogFactory", "fresh_cache", "make_log"]
+
+#: The cache alias :func:`fresh_cache` adds to ``CACHES`` while it is active.
+CACHE_ALIAS = "django_eventlog_testing"
+
+
+def make_log(
+    *events: DomainEvent,
+    kind: str = "test",
+    log_id: uuid.UUID | str | None = None,
+    idempotency_key: str | None = None,
+) -> LogState:
+    """Create a log holding ``events`` at indices 0, 1, ... and return its state.
+
+    The first event goes through ``Log.objects.create_log`` (with ``kind``,
+    ``log_id`` and ``idempotency_key``), the others through
+    ``Log.objects.append``, all in one transaction: either the whole log is
+    written or none of it. The returned :class:`~django_eventlog.LogState`
+    has ``next_index == len(events)``::
+
+        state = make_log(Opened("ada"), Deposited(10), kind="account")
+        Log.objects.reduce(state.log_id, Account).aggregate.balance  # 10
+
+    Raises :class:`~django_eventlog.InvalidArgument` when no event is given,
+    and whatever ``create_log`` and ``append`` raise: ``IdempotentReplay``
+    when ``idempotency_key`` was already used for an equal first event,
+    ``ConcurrentAppend`` when ``log_id`` names an existing log.
+    """
+    if not events:
+        raise InvalidArgument(
+            "make_log() needs at least one event: a log starts with its first event."
+        )
+    from ..models import Event, Log
+
+    first, *rest = events
+    with transaction.atomic(using=router.db_for_write(Event)):
+        state = Log.objects.create_log(
+            first, kind=kind, log_id=log_id, idempotency_key=idempotency_key
+        )
+        for event in rest:
+            state = Log.objects.append(state, event)
+    return state
+
+
+@contextmanager
+def fresh_cache(*, timeout: float = 10.0) -> Iterator[BaseCache]:
+    """Cache reductions in a new, empty local-memory cache within the block.
+
+    Adds the alias :data:`CACHE_ALIAS` to ``CACHES`` and points
+    ``EVENTLOG_CACHE_ALIAS`` at it (with ``override_settings``), so a test
+    sees no entry another test wrote and never touches your real cache. On
+    entry it waits for background writes queued earlier
+    (``EVENTLOG_CACHE_WRITE_BEHIND``) and zeroes
+    :func:`~django_eventlog.cache_stats`, so the counts are the block's own; on
+    exit it waits for the block's background writes, then empties the cache.
+    Yields the cache::
+
+        with fresh_cache() as cache:
+            Log.objects.reduce(state.log_id, Account)
+            assert cache_stats().writes == 1
+
+    Usable as a decorator, and in a ``django.test.TestCase`` with
+    ``self.enterContext(fresh_cache())`` (Python 3.11+). Raises
+    ``TimeoutError`` on exit if the background writes take longer than
+    ``timeout`` seconds.
+    """
+    wait_for_cache_writes(timeout)
+    location = f"{CACHE_ALIAS}-{uuid.uuid4().hex}"
+    config: dict[str, Any] = {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": location,
+    }
+    with override_settings(
+        CACHES={**settings.CACHES, CACHE_ALIAS: config},
+        EVENTLOG_CACHE_ALIAS=CACHE_ALIAS,
+    ):
+        cache = caches[CACHE_ALIAS]
+        reset_cache_stats()
+        try:
+            yield cache
+        finally:
+            finished = wait_for_cache_writes(timeout)
+            cache.clear()
+        if not finished:
+            raise TimeoutError(
+                f"Background cache writes did not finish within {timeout} seconds."
+            )
+
+
+def __getattr__(name: str) -> Any:
+    # LogFactory needs factory-boy, which the rest of this module does not.
+    if name == "LogFactory":
+        from .factories import LogFactory
+
+        return LogFactory
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
