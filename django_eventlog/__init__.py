@@ -21,6 +21,7 @@ from .events import DomainEvent
 from .exceptions import (
     ConcurrentAppend,
     DuplicateEventType,
+    EventDecodingError,
     EventEncodingError,
     EventLogError,
     IdempotencyConflict,
@@ -50,6 +51,7 @@ __all__ = [
     "DomainEvent",
     "DuplicateEventType",
     "Event",
+    "EventDecodingError",
     "EventEncodingError",
     "EventLogError",
     "EventRecord",

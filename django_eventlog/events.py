@@ -15,7 +15,12 @@ from typing import Any, ClassVar, TypeVar
 
 import msgspec
 
-from .exceptions import DuplicateEventType, EventEncodingError, UnknownEventType
+from .exceptions import (
+    DuplicateEventType,
+    EventDecodingError,
+    EventEncodingError,
+    UnknownEventType,
+)
 
 if sys.version_info >= (3, 11):
     from typing import dataclass_transform
@@ -146,12 +151,21 @@ def encode_event(event: DomainEvent) -> str:
 
 
 def decode_event(type_name: str, payload: str | bytes) -> DomainEvent:
-    """Decode stored JSON into the class registered for ``type_name``."""
-    return _decoder(event_class(type_name)).decode(payload)
+    """Decode stored JSON into the class registered for ``type_name``.
+
+    Raises :class:`UnknownEventType` when no class claims the name and
+    :class:`EventDecodingError` when the payload does not fit the class.
+    """
+    decode = _decoder(event_class(type_name)).decode
+    try:
+        return decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        raise EventDecodingError(type_name, str(e)) from e
 
 
 def event_decoder(type_name: str) -> Callable[[str | bytes], DomainEvent]:
-    """Return the function that decodes stored JSON of ``type_name``."""
+    """Return the function that decodes stored JSON of ``type_name``: fast,
+    and raising msgspec's own errors (the caller wraps them)."""
     return _decoder(event_class(type_name)).decode
 
 

@@ -103,6 +103,34 @@ class UnknownEventType(EventLogError):
         )
 
 
+class EventDecodingError(EventLogError, ValueError):
+    """A stored event no longer decodes into the class that claims its type.
+
+    The class changed in a way old events do not fit (a field renamed,
+    removed without a default, or given another type). ``log_id`` and
+    ``index`` name the event when it was read from a log. Restore a
+    compatible class, or keep the old one under the old ``type_name``; run
+    ``manage.py eventlog_verify`` to find every such event.
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        reason: str,
+        log_id: UUID | None = None,
+        index: int | None = None,
+    ) -> None:
+        self.type_name = type_name
+        self.reason = reason
+        self.log_id = log_id
+        self.index = index
+        where = "" if log_id is None else f" (log {log_id}, index {index})"
+        super().__init__(
+            f"A stored {type_name!r} event{where} does not decode into its "
+            f"class: {reason}"
+        )
+
+
 class DuplicateEventType(EventLogError):
     """Two ``DomainEvent`` classes claim one stored type name."""
 

@@ -13,6 +13,7 @@ from itertools import islice
 from typing import Any, TypeVar, cast
 
 import django
+import msgspec
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -25,6 +26,7 @@ from .conf import conf
 from .events import DomainEvent, decode_event, encode_event, event_decoder
 from .exceptions import (
     ConcurrentAppend,
+    EventDecodingError,
     IdempotencyConflict,
     IdempotentReplay,
     ImmutableEvent,
@@ -195,6 +197,7 @@ class LogManager(models.Manager["Log"]):
             apply = aggregate.apply
             for record in _records(
                 using,
+                log_id,
                 _stream_rows(using, log_id, through + 1, conf.EVENTLOG_CHUNK_SIZE),
             ):
                 apply(record)
@@ -221,7 +224,7 @@ class LogManager(models.Manager["Log"]):
         using = self._read_db()
         # No event lies past INDEX_MAX (and SQLite refuses integers > 2**63).
         rows = _page_rows(using, log_id, start, limit) if start <= INDEX_MAX else []
-        records = list(_records(using, rows))
+        records = list(_records(using, log_id, rows))
         if not records and not Log.objects.using(using).filter(pk=log_id).exists():
             raise LogNotFound(log_id)
         return records
@@ -270,7 +273,7 @@ class LogManager(models.Manager["Log"]):
         chunk_size = conf.EVENTLOG_CHUNK_SIZE
         rows = _stream_rows(using, log_id, through + 1, chunk_size)
         async for chunk in _achunks(using, rows, chunk_size):
-            for record in _records(using, chunk):
+            for record in _records(using, log_id, chunk):
                 aggregate.apply(record)
                 through = record.index
         reduction = Reduction(
@@ -686,7 +689,9 @@ def _decodes_to(type_name: str, stored: str, event: DomainEvent) -> bool:
         return False
 
 
-def _records(using: str, rows: Iterable[_Row]) -> Iterator[EventRecord]:
+def _records(
+    using: str, log_id: uuid.UUID, rows: Iterable[_Row]
+) -> Iterator[EventRecord]:
     """Decode rows of ``select_events`` into records, each event straight
     into its class."""
     convert = _sql(connections[using]).convert_recorded_at
@@ -695,12 +700,16 @@ def _records(using: str, rows: Iterable[_Row]) -> Iterator[EventRecord]:
         decode = decoders.get(type_name)
         if decode is None:
             decode = decoders[type_name] = event_decoder(type_name)
+        try:
+            event = decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise EventDecodingError(type_name, str(e), log_id, index) from e
         yield EventRecord(
             index,
             type_name,
             recorded_at if convert is None else convert(recorded_at),
             key,
-            decode(payload),
+            event,
         )
 
 

@@ -19,7 +19,7 @@ from django.utils.connection import ConnectionDoesNotExist
 
 from django_eventlog.conf import conf
 from django_eventlog.events import decode_event, event_class
-from django_eventlog.exceptions import UnknownEventType
+from django_eventlog.exceptions import EventDecodingError, UnknownEventType
 from django_eventlog.models import Event, Log
 
 # Runs over at least this many logs show their progress on stderr.
@@ -195,7 +195,8 @@ class Command(BaseCommand):
             )
         except Exception as e:
             cls = event_class(type_name)
-            error = str(e) or type(e).__name__
+            reason = e.reason if isinstance(e, EventDecodingError) else str(e)
+            error = reason or type(e).__name__
             return (
                 f"{type_name!r} payload does not decode into "
                 f"{cls.__module__}.{cls.__qualname__}: {error}"
