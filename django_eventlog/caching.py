@@ -286,6 +286,25 @@ def _found(lookup: Lookup, data: object) -> None:
 # Writing
 
 
+def _notify(lookup: Lookup, reduction: Reduction[Any], events_applied: int) -> None:
+    """Send the ``reduced`` signal. A receiver that fails is logged: metrics
+    must not break reduce()."""
+    responses = reduced.send_robust(
+        sender=lookup.aggregate_class,
+        log_id=lookup.log_id,
+        cache=lookup.outcome,
+        events_applied=events_applied,
+        through_index=reduction.through_index,
+    )
+    for receiver, response in responses:
+        if isinstance(response, Exception):
+            logger.error(
+                "A receiver of django_eventlog.signals.reduced failed: %r",
+                receiver,
+                exc_info=response,
+            )
+
+
 def _planned_write(
     lookup: Lookup, reduction: Reduction[Any], events_applied: int
 ) -> tuple[str, bytes | None] | None:
@@ -293,13 +312,6 @@ def _planned_write(
     aggregate_class = lookup.aggregate_class
     if lookup.outcome == "hit":
         _counters.add("events_applied_after_hit", events_applied)
-    reduced.send(
-        sender=aggregate_class,
-        log_id=lookup.log_id,
-        cache=lookup.outcome,
-        events_applied=events_applied,
-        through_index=reduction.through_index,
-    )
     stored = lookup.outcome == "hit" or lookup.bad_entry
     if not _wanted(aggregate_class, reduction):
         # Delete what is there, so that a policy that stops caching a log
@@ -335,6 +347,7 @@ def write(
     using: str, lookup: Lookup, reduction: Reduction[Any], events_applied: int
 ) -> None:
     """Store the reduction, if it adds something, when ``using`` commits."""
+    _notify(lookup, reduction, events_applied)
     plan = _planned_write(lookup, reduction, events_applied)
     if plan is not None:
         key, data = plan
@@ -348,6 +361,8 @@ async def awrite(
     using: str, lookup: Lookup, reduction: Reduction[Any], events_applied: int
 ) -> None:
     """Async :func:`write`: at once with ``aset`` outside a transaction."""
+    # Receivers may be sync and query the database: not in the event loop.
+    await sync_to_async(_notify)(lookup, reduction, events_applied)
     plan = _planned_write(lookup, reduction, events_applied)
     if plan is None:
         return

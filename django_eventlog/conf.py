@@ -125,9 +125,9 @@ def _import_policy(path: str) -> CachingPolicy:
     if isinstance(value, type):
         try:
             value = value()
-        except TypeError as e:
+        except Exception as e:  # TypeError, or whatever its __init__ raises
             raise ImproperlyConfigured(
-                f"Policy class {path!r} cannot be created without arguments: {e}"
+                f"Policy class {path!r} cannot be created without arguments: {e!r}"
             ) from e
     return load_policy(value)
 

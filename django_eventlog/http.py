@@ -36,7 +36,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 
 from .aggregates import LogState
 from .exceptions import (
@@ -109,7 +110,8 @@ def json_api(
     """Decorate a JSON API view: problem details for every failure.
 
     A method not in ``methods`` answers 405; a library error answers what
-    :func:`problem_for` says; any other exception is logged on the
+    :func:`problem_for` says; ``Http404`` and ``PermissionDenied`` answer 404
+    and 403; any other exception is logged on the
     ``django.request`` logger and answers a bare 500, so no traceback or
     internal detail reaches the client, even with ``DEBUG = True``.
     """
@@ -124,6 +126,11 @@ def json_api(
                 return response
             try:
                 return view(request, *args, **kwargs)
+            # What Django itself answers with 404 and 403, as problems.
+            except Http404:
+                return problem(404, "Not Found", "No such resource.")
+            except PermissionDenied:
+                return problem(403, "Forbidden")
             except Exception as e:
                 # A view answers an IdempotentReplay itself; one that escapes
                 # is a bug like any other (problem_for refuses it).
@@ -179,12 +186,19 @@ def if_match_state(request: HttpRequest, log_id: uuid.UUID | str) -> LogState | 
     """Return the log state the request's ``If-Match`` names, or None without one.
 
     ``If-Match: *`` also gives None (any state will do). Raises
-    :class:`BadRequestHeader` when the header holds no ETag of this log.
+    :class:`BadRequestHeader` when the header holds no ETag of this log, and
+    :class:`InvalidArgument` when ``log_id`` is not a UUID.
     """
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    log_uuid = log_id if isinstance(log_id, uuid.UUID) else uuid.UUID(str(log_id))
+    if isinstance(log_id, uuid.UUID):
+        log_uuid = log_id
+    else:
+        try:
+            log_uuid = uuid.UUID(str(log_id))
+        except ValueError:
+            raise InvalidArgument(f"Malformed log id {str(log_id)[:100]!r}.") from None
     for candidate in raw.split(","):
         match = _ETAG.fullmatch(candidate.strip())
         if match and match[1] == log_uuid.hex:
