@@ -98,6 +98,8 @@ def load_aggregate(value: object) -> type[Aggregate]:
             raise ImproperlyConfigured(f"Cannot import aggregate {value!r}: {e}") from e
     if not (isinstance(value, type) and issubclass(value, Aggregate)):
         raise ImproperlyConfigured(f"{value!r} is not an Aggregate subclass.")
+    if value.apply is Aggregate.apply:
+        raise ImproperlyConfigured(f"{value.__qualname__} does not implement apply().")
     return value
 
 

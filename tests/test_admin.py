@@ -1226,6 +1226,10 @@ def test_valid_admin_aggregates_pass_the_checks(value: object) -> None:
         ({"payment": dict}, "is not an Aggregate subclass"),
         ({"payment": Payment()}, "is not an Aggregate subclass"),
         ({"payment": None}, "is not an Aggregate subclass"),
+        (
+            {"payment": "django_eventlog.aggregates.Aggregate"},
+            "Aggregate does not implement apply()",
+        ),
     ],
 )
 def test_invalid_admin_aggregates_are_error_e012(value: object, message: str) -> None:
