@@ -40,5 +40,7 @@ html_title = "django-eventlog"
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}
+# Django's own docstrings (Model.save, ...) are not this library's API.
+autodoc_inherit_docstrings = False
 # Docs are built offline: no intersphinx inventories are fetched.
 intersphinx_mapping: dict[str, tuple[str, str | None]] = {}

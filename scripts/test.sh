@@ -99,13 +99,22 @@ run_pytest() {
     return "$rc"
 }
 
+build_docs() {
+    sphinx-build -W --keep-going -q -b html docs docs/_build/html || return 1
+    # reStructuredText that MyST printed as text instead of running it.
+    if grep -l '\.\. \(py\|auto\)[a-z:]*::' docs/_build/html/*.html; then
+        echo "scripts/test.sh: the pages above show directives as text" >&2
+        return 1
+    fi
+}
+
 do_lint() {
     step "ruff check" ruff check .
     step "ruff format --check" ruff format --check .
     step "mypy" env EVENTLOG_DB=sqlite mypy .
     step "makemigrations --check" \
         env EVENTLOG_DB=sqlite python manage.py makemigrations --check --dry-run
-    step "docs (sphinx-build -W)" sphinx-build -W --keep-going -q -b html docs docs/_build/html
+    step "docs (sphinx-build -W)" build_docs
     # Benchmarks are not timed tests: a tiny run keeps them working.
     step "benchmarks (quick)" python benchmarks/event_codec.py --quick
 }
