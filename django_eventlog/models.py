@@ -94,16 +94,25 @@ class LogManager(models.Manager["Log"]):
         using = self._write_db()
         connection = connections[using]
         now = timezone.now()
+        sql = _sql(connection)
+        log_params = [_db_uuid(log_id, connection), kind, _db_datetime(now, connection)]
+        event_params = _event_params(connection, log_id, 0, event, payload, now, key)
         try:
-            with transaction.atomic(using=using), connection.cursor() as cursor:
-                cursor.execute(
-                    _sql(connection).insert_log,
-                    [_db_uuid(log_id, connection), kind, _db_datetime(now, connection)],
+            if sql.create_log is None:
+                with transaction.atomic(using=using), connection.cursor() as cursor:
+                    cursor.execute(sql.insert_log, log_params)
+                    cursor.execute(sql.insert_first_event, event_params)
+            else:
+                # One statement, atomic by itself: no BEGIN and COMMIT round
+                # trips. Inside the caller's transaction a savepoint keeps it
+                # usable if the statement fails, as for append.
+                savepoint = (
+                    transaction.atomic(using=using)
+                    if connection.in_atomic_block
+                    else nullcontext()
                 )
-                cursor.execute(
-                    _sql(connection).insert_first_event,
-                    _event_params(connection, log_id, 0, event, payload, now, key),
-                )
+                with savepoint, connection.cursor() as cursor:
+                    cursor.execute(sql.create_log, log_params + event_params)
         except IntegrityError as e:
             raise self._explain(using, e, log_id, None, event, payload, key) from e
         return LogState(log_id, 1)
@@ -498,6 +507,14 @@ class _Statements:
         self.insert_first_event = (
             f"INSERT INTO {event_table} ({columns}) VALUES ({values})"
         )
+        #: PostgreSQL: the log and its first event in one statement (a
+        #: data-modifying CTE, which SQLite lacks).
+        self.create_log: str | None = None
+        if connection.vendor == "postgresql":
+            self.create_log = (
+                f"WITH new_log AS ({self.insert_log} RETURNING {qn('id')}) "
+                f"INSERT INTO {event_table} ({columns}) SELECT {values} FROM new_log"
+            )
         insert_select = f"INSERT INTO {event_table} ({columns}) SELECT {values} WHERE "
         self.insert_event_if_log = (
             f"{insert_select}EXISTS (SELECT 1 FROM {log_table} WHERE {qn('id')} = %s)"

@@ -151,6 +151,31 @@ def test_append_inside_a_transaction_is_one_insert_in_a_savepoint() -> None:
 
 
 @pytest.mark.django_db(transaction=True)
+def test_create_log_in_autocommit_is_one_statement_on_postgresql() -> None:
+    # PostgreSQL: a data-modifying CTE writes the log and event 0 in one
+    # statement; SQLite has no such CTE and uses a transaction of two.
+    with CaptureQueriesContext(connection) as queries:
+        state = Log.objects.create_log(Opened("ada"), kind="account")
+    statements = [q["sql"].split()[0] for q in queries]
+    if connection.vendor == "postgresql":
+        assert statements == ["WITH"]
+    else:
+        assert statements == ["BEGIN", "INSERT", "INSERT", "COMMIT"]
+    assert stored(state.log_id) == [(0, Opened.type_name, {"owner": "ada"}, None)]
+    assert Log.objects.get(pk=state.log_id).kind == "account"
+
+
+def test_a_failed_create_log_leaves_the_callers_transaction_usable() -> None:
+    first = new_account()
+    with transaction.atomic():
+        with pytest.raises(ConcurrentAppend):
+            Log.objects.create_log(Opened("bob"), kind="account", log_id=first.log_id)
+        second = Log.objects.create_log(Opened("eve"), kind="account")
+    assert stored(second.log_id)[0][2] == {"owner": "eve"}
+    assert stored(first.log_id)[0][2] == {"owner": "ada"}
+
+
+@pytest.mark.django_db(transaction=True)
 def test_append_in_autocommit_is_a_single_statement() -> None:
     state = new_account()
     with CaptureQueriesContext(connection) as queries:
