@@ -68,14 +68,18 @@ class RawStore:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(SCHEMA)
 
-    def create(self, amount: int) -> Handle:
+    def _insert_log(self, now: datetime) -> uuid.UUID:
         log_id = uuid.uuid4()
+        self.conn.execute(
+            "INSERT INTO raw_log (id, kind, created_at) VALUES (%s, 'account', %s)",
+            [log_id, now],
+        )
+        return log_id
+
+    def create(self, amount: int) -> Handle:
         now = _now()
         with self.conn.transaction():
-            self.conn.execute(
-                "INSERT INTO raw_log (id, kind, created_at) VALUES (%s, 'account', %s)",
-                [log_id, now],
-            )
+            log_id = self._insert_log(now)
             self.conn.execute(INSERT_EVENT, [log_id, 0, _payload(amount), now])
         return log_id, 1
 
@@ -136,13 +140,9 @@ class RawStore:
         return [(row[0], json.loads(row[2])["amount"]) for row in rows.fetchall()]
 
     def fill(self, count: int) -> uuid.UUID:
-        log_id = uuid.uuid4()
         now = _now()
         with self.conn.transaction():
-            self.conn.execute(
-                "INSERT INTO raw_log (id, kind, created_at) VALUES (%s, 'account', %s)",
-                [log_id, now],
-            )
+            log_id = self._insert_log(now)
             self.conn.execute(
                 "INSERT INTO raw_event (log_id, index, type, payload, recorded_at) "
                 "SELECT %s, i, 'bench.credited', %s::jsonb, %s "

@@ -1,4 +1,5 @@
-"""What the three stores of ``benchmarks/eventstores.py`` share.
+"""What the benchmarks share: the domain of ``benchmarks/eventstores.py``'s
+three stores, and the text tables every benchmark prints.
 
 Every store keeps the same domain: an account whose events are all
 ``Credited(amount: int, note: str)``, the first one included (index 0).
@@ -8,6 +9,7 @@ amounts, the number of events and the index the next event takes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 NOTE = "benchmark credit"
@@ -21,3 +23,20 @@ class Folded(NamedTuple):
     balance: int
     events: int
     next_index: int
+
+
+def table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as aligned text columns: the first row is the header, underlined;
+    the first column is left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = []
+    for n, row in enumerate(rows):
+        lines.append(
+            "  ".join(
+                cell.ljust(width) if i == 0 else cell.rjust(width)
+                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+        if n == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)

@@ -35,6 +35,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from _shared import table
+
 DEFAULT_LOGS = 10_000
 DEFAULT_EVENTS = 20
 QUICK_LOGS = 200
@@ -147,21 +149,6 @@ def median_ms(
                 function()
             samples[i].append((time.perf_counter() - start) / number * 1000)
     return [statistics.median(s) for s in samples]
-
-
-def table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        lines.append(
-            "  ".join(
-                cell.ljust(width) if i == 0 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if n == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> None:

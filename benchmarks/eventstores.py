@@ -46,7 +46,7 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "benchmarks")) if p not in sys.path]
 
-from _shared import Conflict, Folded  # noqa: E402
+from _shared import Conflict, Folded, table  # noqa: E402
 
 KINDS = ("ours", "raw", "peer")
 WORKERS = 4
@@ -306,21 +306,6 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{value:.3g}" if value < 10 else f"{value:.1f}"
 
 
-def render(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = []
-    for n, row in enumerate(rows):
-        lines.append(
-            "  ".join(
-                cell.ljust(width) if i == 0 else cell.rjust(width)
-                for i, (cell, width) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if n == 0:
-            lines.append("  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
 def ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}x"
 
@@ -474,12 +459,15 @@ class Bench:
     def scenario_d(self, events: int, logs: dict[str, uuid.UUID]) -> None:
         progress(f"D: cold reduce of {events:,} events")
 
+        def forget(kind: str) -> None:
+            """Drop the cached reduction, if the store keeps one."""
+            drop = getattr(self.stores[kind], "forget", None)
+            if drop is not None:
+                drop(logs[kind])
+
         def cold(kind: str) -> Folded:
-            store = self.stores[kind]
-            forget = getattr(store, "forget", None)
-            if forget is not None:
-                forget(logs[kind])
-            return store.reduce(logs[kind])
+            forget(kind)
+            return self.stores[kind].reduce(logs[kind])
 
         for kind in self.kinds:
             folded = cold(kind)
@@ -487,11 +475,8 @@ class Bench:
                 raise SystemExit(f"D: {kind} reduced {folded}, expected {events}")
 
         def measure(kind: str) -> float:
-            store = self.stores[kind]
-            forget = getattr(store, "forget", None)
-            if forget is not None:
-                forget(logs[kind])
-            return timed(lambda: store.reduce(logs[kind]))
+            forget(kind)
+            return timed(partial(self.stores[kind].reduce, logs[kind]))
 
         seconds = Row(f"D cold reduce, {events:,} events", "s", self.repeat(measure))
         memory = Row(
@@ -685,7 +670,7 @@ class Bench:
                     *(ratio(row.speed_vs(kind)) for kind in others),
                 )
             )
-        lines = [render([("run", "value"), *describe().items()]), "", render(rows)]
+        lines = [table([("run", "value"), *describe().items()]), "", table(rows)]
         lines.append(
             "ours/raw, ours/peer: how many times faster ours is (events/s: "
             "ours / theirs; s, ms, MiB: theirs / ours). Below 1: slower."
@@ -695,7 +680,7 @@ class Bench:
         if self.targets:
             lines.append("")
             lines.append(
-                render(
+                table(
                     [("target", "met", "figure")]
                     + [
                         (t.text, "yes" if t.met else "NO", t.figures)
