@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django_eventlog import Aggregate, DomainEvent, EventRecord
+from django_eventlog import Aggregate, DomainEvent, EventRecord, LogState
+from django_eventlog.testing import make_log
 
 
 class Opened(DomainEvent):
@@ -30,3 +31,8 @@ class Account(Aggregate):
                 self.owner = owner
             case Deposited(amount=amount):
                 self.balance += amount
+
+
+def open_account(*amounts: int, owner: str = "ada") -> LogState:
+    """An account log: ``Opened(owner)``, then a ``Deposited`` per amount."""
+    return make_log(Opened(owner), *map(Deposited, amounts), kind="account")

@@ -19,13 +19,12 @@ from django.core.cache.backends.base import DEFAULT_TIMEOUT
 from django_eventlog import (
     EventRecord,
     Log,
-    LogState,
     Reduction,
     cache_stats,
 )
 from django_eventlog.caching import cache_key
 from tests.conftest import redis_cache, stats_delta
-from tests.domain import Account, Deposited, Opened
+from tests.domain import Account, Deposited, open_account
 from tests.redis_server import RedisServer
 
 if TYPE_CHECKING:
@@ -42,13 +41,6 @@ class Reducer(Protocol):
 
 # The figures of the log every test reduces: opened by ada, 10 + 20 deposited.
 EXPECTED = ("ada", 30, [0, 1, 2])
-
-
-def open_account(owner: str, *amounts: int) -> LogState:
-    state = Log.objects.create_log(Opened(owner), kind="account")
-    for amount in amounts:
-        state = Log.objects.append(state, Deposited(amount))
-    return state
 
 
 def figures(aggregate: Account) -> tuple[str, int, list[int]]:
@@ -119,7 +111,7 @@ def test_reduce_and_append_carry_on_while_redis_is_down_then_cache_again(
     django_capture_on_commit_callbacks: DjangoCaptureOnCommitCallbacks,
 ) -> None:
     server = start_redis(None)
-    state = open_account("ada", 10, 20)
+    state = open_account(10, 20)
     assert figures(reduce(state.log_id, Account).aggregate) == EXPECTED
     before = cache_stats()
     cached = reduce(state.log_id, Account)
@@ -235,7 +227,7 @@ def slow_broken_cache(settings: Any) -> list[str]:
 def test_a_cache_slow_to_refuse_costs_time_but_never_figures(
     slow_broken_cache: list[str], warnings_log: pytest.LogCaptureFixture
 ) -> None:
-    state = open_account("ada", 10, 20)
+    state = open_account(10, 20)
     assert slow_broken_cache == []  # writing events never touches the cache
 
     before, started = cache_stats(), time.monotonic()
@@ -375,7 +367,7 @@ def other_log(
     reduce: Reducer,
     log_id: uuid.UUID,
 ) -> type[Account]:
-    other = open_account("mallory", 1_000_000, 1, 2, 3)
+    other = open_account(1_000_000, 1, 2, 3, owner="mallory")
     entry = entry_of(cache, reduce, Account, other.log_id)
     cache.set(cache_key(Account, log_id), entry)
     return Account
@@ -453,7 +445,7 @@ def test_an_entry_that_does_not_decode_is_a_miss_and_gets_replaced(
     warnings_log: pytest.LogCaptureFixture,
     bad_entry: Planter,
 ) -> None:
-    state = open_account("ada", 10, 20)
+    state = open_account(10, 20)
     aggregate_class = bad_entry(eventlog_cache, reduce, state.log_id)
     key = cache_key(aggregate_class, state.log_id)
     planted = eventlog_cache.get(key)

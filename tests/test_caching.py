@@ -17,7 +17,6 @@ from django_eventlog import (
     EventRecord,
     Log,
     LogLengthPolicy,
-    LogState,
     NeverCache,
     Reduction,
     cache_stats,
@@ -25,7 +24,7 @@ from django_eventlog import (
 from django_eventlog.caching import cache_key
 from django_eventlog.signals import reduced
 from tests.conftest import stats_delta
-from tests.domain import Account, Deposited, Opened
+from tests.domain import Account, Deposited, open_account
 from tests.recording_cache import RecordingCache
 
 transactional = pytest.mark.django_db(transaction=True)
@@ -40,13 +39,6 @@ class Balance(Aggregate):
     def apply(self, record: EventRecord) -> None:
         if isinstance(record.event, Deposited):
             self.total += record.event.amount
-
-
-def open_account(*amounts: int) -> LogState:
-    state = Log.objects.create_log(Opened("ada"), kind="account")
-    for amount in amounts:
-        state = Log.objects.append(state, Deposited(amount))
-    return state
 
 
 @transactional

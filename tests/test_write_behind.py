@@ -13,11 +13,11 @@ from django.core.cache import BaseCache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import transaction
 
-from django_eventlog import Log, LogState, cache_stats, wait_for_cache_writes
+from django_eventlog import Log, cache_stats, wait_for_cache_writes
 from django_eventlog import caching as caching_module
 from django_eventlog.caching import cache_key
 from tests.conftest import stats_delta
-from tests.domain import Account, Deposited, Opened
+from tests.domain import Account, Deposited, open_account
 
 transactional = pytest.mark.django_db(transaction=True)
 
@@ -58,13 +58,6 @@ def gated(settings: Any) -> Iterator[BaseCache]:
     GatedCache.gate.set()
     assert wait_for_cache_writes(10)
     caches["eventlog"].clear()
-
-
-def open_account(*amounts: int) -> LogState:
-    state = Log.objects.create_log(Opened("ada"), kind="account")
-    for amount in amounts:
-        state = Log.objects.append(state, Deposited(amount))
-    return state
 
 
 @transactional
