@@ -42,6 +42,8 @@ _E = TypeVar("_E", bound="DomainEvent")
 _registry: dict[str, type[DomainEvent]] = {}
 _decoders: dict[type[DomainEvent], msgspec.json.Decoder[Any]] = {}
 _encoder = msgspec.json.Encoder()
+#: What a decoder raises for stored JSON that does not fit its class.
+DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
 # A JSON "\u0000" escape that is not itself an escaped backslash: PostgreSQL's
 # jsonb cannot store it, so it is refused on every backend alike.
 _NUL_ESCAPE = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -159,13 +161,13 @@ def decode_event(type_name: str, payload: str | bytes) -> DomainEvent:
     decode = _decoder(event_class(type_name)).decode
     try:
         return decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except DECODE_ERRORS as e:
         raise EventDecodingError(type_name, str(e)) from e
 
 
 def event_decoder(type_name: str) -> Callable[[str | bytes], DomainEvent]:
     """Return the function that decodes stored JSON of ``type_name``: fast,
-    and raising msgspec's own errors (the caller wraps them)."""
+    and raising msgspec's own :data:`DECODE_ERRORS` (the caller wraps them)."""
     return _decoder(event_class(type_name)).decode
 
 

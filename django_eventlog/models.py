@@ -13,7 +13,6 @@ from itertools import islice
 from typing import Any, TypeVar, cast
 
 import django
-import msgspec
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, models, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -23,7 +22,13 @@ from django.utils import timezone
 from . import caching
 from .aggregates import Aggregate, EventRecord, LogState, Reduction
 from .conf import conf
-from .events import DomainEvent, decode_event, encode_event, event_decoder
+from .events import (
+    DECODE_ERRORS,
+    DomainEvent,
+    decode_event,
+    encode_event,
+    event_decoder,
+)
 from .exceptions import (
     ConcurrentAppend,
     EventDecodingError,
@@ -719,7 +724,7 @@ def _records(
             decode = decoders[type_name] = event_decoder(type_name)
         try:
             event = decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError) as e:
+        except DECODE_ERRORS as e:
             raise EventDecodingError(type_name, str(e), log_id, index) from e
         yield EventRecord(
             index,
