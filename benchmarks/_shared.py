@@ -9,7 +9,10 @@ amounts, the number of events and the index the next event takes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 NOTE = "benchmark credit"
@@ -40,3 +43,24 @@ def table(rows: Sequence[Sequence[str]]) -> str:
         if n == 0:
             lines.append("  ".join("-" * width for width in widths))
     return "\n".join(lines)
+
+
+@contextmanager
+def throwaway_database() -> Iterator[str]:
+    """Create, migrate and finally drop a database for one benchmark run.
+
+    Django's test database machinery does it on the default alias's server
+    (after ``django.setup()``), under a name of its own
+    (``eventlog_bench_<pid>_<hex>``) so it never collides with a test
+    database. Yields the name.
+    """
+    from django.db import connection
+
+    name = f"eventlog_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
+    original = connection.settings_dict["NAME"]
+    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        yield name
+    finally:
+        connection.creation.destroy_test_db(original, verbosity=0)

@@ -30,12 +30,11 @@ import platform
 import statistics
 import sys
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from _shared import table
+from _shared import table, throwaway_database
 
 DEFAULT_LOGS = 10_000
 DEFAULT_EVENTS = 20
@@ -273,17 +272,8 @@ def ratio(value: float, base: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_django()
-    from django.db import connection
-
-    # A throwaway database with its own name, beside any test database.
-    name = f"eventlog_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    original = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
+    with throwaway_database():
         run(args)
-    finally:
-        connection.creation.destroy_test_db(original, verbosity=0)
     return 0
 
 

@@ -46,7 +46,7 @@ from typing import Any, Protocol
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "benchmarks")) if p not in sys.path]
 
-from _shared import Conflict, Folded, table  # noqa: E402
+from _shared import Conflict, Folded, table, throwaway_database  # noqa: E402
 
 KINDS = ("ours", "raw", "peer")
 WORKERS = 4
@@ -732,24 +732,16 @@ def describe() -> dict[str, str]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_django()
-    from django.db import connection
-
-    name = f"eventlog_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    original = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    bench: Bench | None = None
-    try:
+    with throwaway_database():
         from _raw import RawStore
 
         RawStore.setup(conninfo(server()))
         bench = Bench(args)
-        bench.run()
-        print(bench.report())
-    finally:
-        if bench is not None:
+        try:
+            bench.run()
+            print(bench.report())
+        finally:
             bench.close()
-        connection.creation.destroy_test_db(original, verbosity=0)
     return 0
 
 
