@@ -31,10 +31,13 @@ from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 
-from .aggregates import Aggregate, EventRecord
+from . import sql
+from .aggregates import Aggregate
 from .conf import conf
 from .events import registered_type_names
-from .models import Event, Log, _event_rows, _record
+from .models import Event, Log
+from .records import RecordDecoder, decode_rows
+from .validation import INDEX_MAX
 
 __all__ = ["EventAdmin", "LogAdmin", "ReadOnlyAdmin"]
 
@@ -174,43 +177,39 @@ class LogAdmin(ReadOnlyAdmin):
         start = _non_negative_int(request.GET.get("from"))
         size = self.timeline_page_size
 
-        events = Event.objects.using(log._state.db).filter(log_id=log.pk)
-        if event_type:
-            events = events.filter(type=event_type)
-        if newest_first:
-            page = events.order_by("-index")
-            if start is not None:
-                page = page.filter(index__lte=start)
-        else:
-            page = events.order_by("index").filter(index__gte=start or 0)
-        rows = list(
-            page.values("index", "type", "recorded_at", "idempotency_key", "payload")[
-                : size + 1
-            ]
+        using = log._state.db or "default"
+        rows = sql.page_rows(
+            using,
+            log.pk,
+            (INDEX_MAX if newest_first else 0) if start is None else start,
+            size + 1,
+            descending=newest_first,
+            type_name=event_type or None,
         )
-        next_from = rows[size]["index"] if len(rows) > size else None
+        next_from = rows[size][0] if len(rows) > size else None
         rows = rows[:size]
         previous_from = None
         if rows:
             # The page before this one starts `size` events back, the other way.
-            first = rows[0]["index"]
-            back = (
-                events.filter(index__gt=first).order_by("index")
-                if newest_first
-                else events.filter(index__lt=first).order_by("-index")
+            previous_from = sql.previous_page_start(
+                using,
+                log.pk,
+                rows[0][0],
+                size,
+                descending=newest_first,
+                type_name=event_type or None,
             )
-            before = list(back.values_list("index", flat=True)[:size])
-            previous_from = before[-1] if before else None
 
+        recorded_at = RecordDecoder(using).recorded_at
         entries = [
             TimelineEntry(
-                row["index"],
-                row["type"],
-                row["recorded_at"],
-                row["idempotency_key"],
-                json.dumps(row["payload"], indent=2, ensure_ascii=False),
+                index,
+                type_name,
+                recorded_at(when),
+                key,
+                json.dumps(json.loads(payload), indent=2, ensure_ascii=False),
             )
-            for row in rows
+            for index, type_name, payload, when, key in rows
         ]
         aggregate_class = conf.EVENTLOG_ADMIN_AGGREGATES.get(log.kind)
         state_error = None
@@ -276,11 +275,12 @@ def _fill_states(
 ) -> None:
     """Set each entry's state after its event, folding the log once from 0."""
     by_index = {entry.index: entry for entry in entries}
-    last = max(by_index)
+    using = log._state.db or "default"
     aggregate = aggregate_class()
-    rows = _event_rows(log._state.db or "default", log.pk, 0).filter(index__lte=last)
-    for row in rows.iterator(chunk_size=conf.EVENTLOG_CHUNK_SIZE):
-        record: EventRecord = _record(row)
+    rows = sql.stream_rows(
+        using, log.pk, 0, conf.EVENTLOG_CHUNK_SIZE, through=max(by_index)
+    )
+    for record in decode_rows(using, log.pk, rows):
         entry = by_index.get(record.index)
         before = _state_dict(aggregate) if entry is not None else None
         aggregate.apply(record)

@@ -4,15 +4,27 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 from uuid import UUID
 
 import msgspec
 
 from .events import DomainEvent
-from .policies import CachingPolicy
 
-__all__ = ["Aggregate", "EventRecord", "LogState", "Reduction"]
+__all__ = ["Aggregate", "CachingPolicy", "EventRecord", "LogState", "Reduction"]
+
+
+@runtime_checkable
+class CachingPolicy(Protocol):
+    """Decides whether a reduction is written to the cache.
+
+    What an aggregate's ``cache_policy`` holds; the policies themselves are
+    in :mod:`django_eventlog.policies`, which exports this class too.
+    """
+
+    def should_cache(self, reduction: Reduction[Any]) -> bool:
+        """Return True to cache ``reduction``."""
+        ...
 
 
 class Aggregate:

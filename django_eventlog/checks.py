@@ -11,17 +11,10 @@ from django.core.checks import CheckMessage, Error
 from django.core.exceptions import ImproperlyConfigured
 
 from .aggregates import Aggregate
-from .conf import DEFAULTS, load_aggregate, load_policy
+from .conf import DEFAULTS, load_aggregate, load_policy, setting
+from .validation import is_positive_int
 
 KEY_PREFIX_MAX_LENGTH = 50
-
-
-def _setting(name: str) -> Any:
-    return getattr(settings, name, DEFAULTS[name])
-
-
-def _is_positive_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def _subclasses(cls: type[Aggregate]) -> Iterator[type[Aggregate]]:
@@ -38,7 +31,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         ("django_eventlog.E002", "EVENTLOG_PAGE_SIZE"),
         ("django_eventlog.E003", "EVENTLOG_MAX_PAGE_SIZE"),
     ):
-        if not _is_positive_int(_setting(name)):
+        if not is_positive_int(setting(name)):
             errors.append(
                 Error(
                     f"{name} must be a positive integer.",
@@ -46,16 +39,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id=check_id,
                 )
             )
-    if not errors and _setting("EVENTLOG_PAGE_SIZE") > _setting(
-        "EVENTLOG_MAX_PAGE_SIZE"
-    ):
+    if not errors and setting("EVENTLOG_PAGE_SIZE") > setting("EVENTLOG_MAX_PAGE_SIZE"):
         errors.append(
             Error(
                 "EVENTLOG_PAGE_SIZE may not exceed EVENTLOG_MAX_PAGE_SIZE.",
                 id="django_eventlog.E004",
             )
         )
-    alias = _setting("EVENTLOG_CACHE_ALIAS")
+    alias = setting("EVENTLOG_CACHE_ALIAS")
     if alias not in settings.CACHES:
         errors.append(
             Error(
@@ -65,25 +56,25 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     try:
-        load_policy(_setting("EVENTLOG_CACHE_POLICY"))
+        load_policy(setting("EVENTLOG_CACHE_POLICY"))
     except ImproperlyConfigured as e:
         errors.append(Error(f"EVENTLOG_CACHE_POLICY: {e}", id="django_eventlog.E006"))
-    timeout = _setting("EVENTLOG_CACHE_TIMEOUT")
-    if timeout is not None and not _is_positive_int(timeout):
+    timeout = setting("EVENTLOG_CACHE_TIMEOUT")
+    if timeout is not None and not is_positive_int(timeout):
         errors.append(
             Error(
                 "EVENTLOG_CACHE_TIMEOUT must be a positive number of seconds or None.",
                 id="django_eventlog.E007",
             )
         )
-    if not isinstance(_setting("EVENTLOG_CACHE_WRITE_BEHIND"), bool):
+    if not isinstance(setting("EVENTLOG_CACHE_WRITE_BEHIND"), bool):
         errors.append(
             Error(
                 "EVENTLOG_CACHE_WRITE_BEHIND must be True or False.",
                 id="django_eventlog.E013",
             )
         )
-    prefix = _setting("EVENTLOG_CACHE_KEY_PREFIX")
+    prefix = setting("EVENTLOG_CACHE_KEY_PREFIX")
     if not (
         isinstance(prefix, str)
         and len(prefix) <= KEY_PREFIX_MAX_LENGTH
@@ -97,7 +88,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     try:
-        admin_aggregates = _setting("EVENTLOG_ADMIN_AGGREGATES")
+        admin_aggregates = setting("EVENTLOG_ADMIN_AGGREGATES")
         if not isinstance(admin_aggregates, dict) or not all(
             isinstance(kind, str) for kind in admin_aggregates
         ):
@@ -123,7 +114,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 )
             )
         timeout = aggregate_class.cache_timeout
-        if timeout is not None and not _is_positive_int(timeout):
+        if timeout is not None and not is_positive_int(timeout):
             errors.append(
                 Error(
                     f"{name}.cache_timeout must be positive seconds or None.",
@@ -131,7 +122,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="django_eventlog.E010",
                 )
             )
-        if not _is_positive_int(aggregate_class.version):
+        if not is_positive_int(aggregate_class.version):
             errors.append(
                 Error(
                     f"{name}.version must be a positive integer.",

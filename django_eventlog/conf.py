@@ -9,9 +9,11 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
+from .exceptions import InvalidArgument
+from .validation import check_aggregate_class
+
 if TYPE_CHECKING:
-    from .aggregates import Aggregate
-    from .policies import CachingPolicy
+    from .aggregates import Aggregate, CachingPolicy
 
 DEFAULTS: dict[str, Any] = {
     # Rows fetched per round trip when reduce() streams a log.
@@ -40,11 +42,15 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+def setting(name: str) -> Any:
+    """Return the raw value of an ``EVENTLOG_*`` setting, or its default."""
+    return getattr(settings, name, DEFAULTS[name])
+
+
 class Settings:
     """Typed access to the ``EVENTLOG_*`` settings and their defaults."""
 
-    def _get(self, name: str) -> Any:
-        return getattr(settings, name, DEFAULTS[name])
+    _get = staticmethod(setting)
 
     @property
     def EVENTLOG_CHUNK_SIZE(self) -> int:
@@ -89,18 +95,17 @@ class Settings:
 
 def load_aggregate(value: object) -> type[Aggregate]:
     """Return the Aggregate subclass a setting names: the class or its path."""
-    from .aggregates import Aggregate
-
+    named = value
     if isinstance(value, str):
         try:
             value = import_string(value)
         except ImportError as e:
             raise ImproperlyConfigured(f"Cannot import aggregate {value!r}: {e}") from e
-    if not (isinstance(value, type) and issubclass(value, Aggregate)):
-        raise ImproperlyConfigured(f"{value!r} is not an Aggregate subclass.")
-    if value.apply is Aggregate.apply:
-        raise ImproperlyConfigured(f"{value.__qualname__} does not implement apply().")
-    return value
+    try:
+        return check_aggregate_class(value)
+    except InvalidArgument as e:
+        path = f"{named!r}: " if isinstance(named, str) else ""
+        raise ImproperlyConfigured(f"{path}{e}") from None
 
 
 def load_policy(value: object) -> CachingPolicy:

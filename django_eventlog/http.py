@@ -49,7 +49,7 @@ from .exceptions import (
     InvalidArgument,
     LogNotFound,
 )
-from .models import IDEMPOTENCY_KEY_MAX_LENGTH
+from .validation import IDEMPOTENCY_KEY_MAX_LENGTH, parse_log_id
 
 __all__ = [
     "IDEMPOTENCY_KEY_HEADER",
@@ -192,13 +192,7 @@ def if_match_state(request: HttpRequest, log_id: uuid.UUID | str) -> LogState | 
     raw = request.headers.get("If-Match")
     if raw is None or raw.strip() == "*":
         return None
-    if isinstance(log_id, uuid.UUID):
-        log_uuid = log_id
-    else:
-        try:
-            log_uuid = uuid.UUID(str(log_id))
-        except ValueError:
-            raise InvalidArgument(f"Malformed log id {str(log_id)[:100]!r}.") from None
+    log_uuid = parse_log_id(log_id)
     for candidate in raw.split(","):
         match = _ETAG.fullmatch(candidate.strip())
         if match and match[1] == log_uuid.hex:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import Any
 
 from django.utils import timezone
 
+from .aggregates import CachingPolicy, Reduction
 from .exceptions import InvalidArgument
-
-if TYPE_CHECKING:
-    from .aggregates import Reduction
 
 __all__ = [
     "AlwaysCache",
@@ -25,15 +23,6 @@ __all__ = [
     "LogLengthPolicy",
     "NeverCache",
 ]
-
-
-@runtime_checkable
-class CachingPolicy(Protocol):
-    """Decides whether a reduction is written to the cache."""
-
-    def should_cache(self, reduction: Reduction[Any]) -> bool:
-        """Return True to cache ``reduction``."""
-        ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from django_eventlog import (
     UnknownEventType,
     http,
 )
-from django_eventlog.models import IDEMPOTENCY_KEY_MAX_LENGTH
+from django_eventlog.validation import IDEMPOTENCY_KEY_MAX_LENGTH
 
 LOG_ID = uuid.UUID("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b")
 OTHER_LOG_ID = uuid.UUID("0190a1b2-c3d4-7e5f-8a9b-ffffffffffff")

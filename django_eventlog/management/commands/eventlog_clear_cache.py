@@ -8,12 +8,12 @@ from typing import Any
 
 from django.core.cache import BaseCache, InvalidCacheBackendError, caches
 from django.core.cache.backends.locmem import LocMemCache
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
-from django.utils.module_loading import import_string
 
 from django_eventlog.aggregates import Aggregate
 from django_eventlog.caching import key_prefix
-from django_eventlog.conf import conf
+from django_eventlog.conf import conf, load_aggregate
 
 # Characters a Redis glob pattern treats specially. Key prefixes allowed by
 # check django_eventlog.E008 hold none, but a misconfigured one must not turn
@@ -27,19 +27,12 @@ def _glob_escape(text: str) -> str:
 
 def _load_aggregate(path: str) -> type[Aggregate]:
     try:
-        value = import_string(path)
-    except ImportError as e:
+        return load_aggregate(path)
+    except ImproperlyConfigured as e:
         raise CommandError(
-            f"Cannot import aggregate {path!r}: {e}. Give the dotted path of an "
-            "Aggregate subclass, such as myapp.aggregates.Payment."
+            f"{e} Give the dotted path of an Aggregate subclass, such as "
+            "myapp.aggregates.Payment, or use --all."
         ) from e
-    if value is Aggregate:
-        raise CommandError(
-            f"{path!r} is Aggregate itself; name one of its subclasses, or use --all."
-        )
-    if not (isinstance(value, type) and issubclass(value, Aggregate)):
-        raise CommandError(f"{path!r} is not an Aggregate subclass: it is {value!r}.")
-    return value
 
 
 class Command(BaseCommand):

@@ -14,13 +14,19 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, models, router
-from django.db.models.functions import Cast
 from django.utils.connection import ConnectionDoesNotExist
 
+from django_eventlog import sql
 from django_eventlog.conf import conf
-from django_eventlog.events import decode_event, event_class
-from django_eventlog.exceptions import EventDecodingError, UnknownEventType
+from django_eventlog.events import event_class
+from django_eventlog.exceptions import (
+    EventDecodingError,
+    InvalidArgument,
+    UnknownEventType,
+)
 from django_eventlog.models import Event, Log
+from django_eventlog.records import RecordDecoder
+from django_eventlog.validation import parse_log_id
 
 # Runs over at least this many logs show their progress on stderr.
 PROGRESS_MIN_LOGS = 10_000
@@ -32,9 +38,6 @@ BAR_WIDTH = 30
 # Exit statuses.
 PROBLEMS_FOUND = 1
 USAGE_ERROR = 2
-
-# (log id, index, type, payload as JSON text)
-_Row = tuple[uuid.UUID, int, str, str]
 
 
 class Command(BaseCommand):
@@ -151,32 +154,23 @@ class Command(BaseCommand):
         self, using: str, log_ids: list[uuid.UUID], kind: str | None
     ) -> tuple[int, int]:
         """Check every event in one pass; return the counts of logs and events."""
-        query = Event.objects.using(using).all()
-        if log_ids:
-            query = query.filter(log_id__in=log_ids)
-        if kind is not None:
-            query = query.filter(log__kind=kind)
-        rows: models.QuerySet[Any, _Row] = (
-            query.annotate(payload_text=Cast("payload", models.TextField()))
-            .order_by("log_id", "index")
-            .values_list("log_id", "index", "type", "payload_text")
-        )
+        rows = sql.scan_rows(using, log_ids, kind, conf.EVENTLOG_CHUNK_SIZE)
+        decode = RecordDecoder(using)
         logs = events = 0
         current: uuid.UUID | None = None
         expected = 0
-        for log_id, index, type_name, payload in rows.iterator(
-            chunk_size=conf.EVENTLOG_CHUNK_SIZE
-        ):
+        for log_id, row in rows:
             events += 1
             if log_id != current:
                 if current is not None:
                     logs += 1
                     self.progress.update(logs)
                 current, expected = log_id, 0
+            index = row[0]
             if index != expected:
                 self._report(log_id, index, _index_problem(index, expected))
             expected = max(expected, index + 1)
-            problem = self._decode_problem(type_name, payload)
+            problem = self._decode_problem(decode, log_id, row)
             if problem is not None:
                 self._report(log_id, index, problem)
         if current is not None:
@@ -184,9 +178,12 @@ class Command(BaseCommand):
             self.progress.update(logs)
         return logs, events
 
-    def _decode_problem(self, type_name: str, payload: str) -> str | None:
+    def _decode_problem(
+        self, decode: RecordDecoder, log_id: uuid.UUID, row: sql.Row
+    ) -> str | None:
+        type_name = row[1]
         try:
-            decode_event(type_name, payload)
+            decode(log_id, row)
         except UnknownEventType:
             self.unknown_types[type_name] += 1
             return (
@@ -284,12 +281,9 @@ def _plain(text: str) -> str:
 
 def _parse_log_id(value: str) -> uuid.UUID:
     try:
-        return uuid.UUID(value)
-    except ValueError:
-        raise CommandError(
-            f"Malformed log id {value[:100]!r}: a log id is a UUID.",
-            returncode=USAGE_ERROR,
-        ) from None
+        return parse_log_id(value)
+    except InvalidArgument as e:
+        raise CommandError(str(e), returncode=USAGE_ERROR) from None
 
 
 def _index_problem(index: int, expected: int) -> str:

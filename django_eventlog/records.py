@@ -1,0 +1,82 @@
+"""Stored event rows decoded into ``EventRecord`` objects, in one place.
+
+``load``, ``reduce``, the admin's state column and ``eventlog_verify`` all
+turn :data:`~django_eventlog.sql.Row` tuples into records here: each
+payload straight into its event class, with a decoder looked up once per
+type, and a payload that no longer fits its class reported as an
+``EventDecodingError`` naming its type, log and index.
+
+Internal to the package: import the public API from ``django_eventlog``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from django.db import connections
+
+from .aggregates import EventRecord
+from .events import DECODE_ERRORS, DomainEvent, event_decoder
+from .exceptions import EventDecodingError
+from .sql import Row, statements
+
+__all__ = ["RecordDecoder", "decode_rows"]
+
+
+class RecordDecoder:
+    """Decode the rows of one database alias, one at a time.
+
+    Raises ``UnknownEventType`` for a type no class claims and
+    ``EventDecodingError`` for a payload that does not fit its class.
+    """
+
+    def __init__(self, using: str) -> None:
+        self.convert = statements(connections[using]).convert_recorded_at
+        self.decoders: dict[str, Callable[[str], DomainEvent]] = {}
+
+    def decoder(self, type_name: str) -> Callable[[str], DomainEvent]:
+        """The function that decodes stored JSON of ``type_name``."""
+        decode = self.decoders.get(type_name)
+        if decode is None:
+            decode = self.decoders[type_name] = event_decoder(type_name)
+        return decode
+
+    def recorded_at(self, value: Any) -> Any:
+        """A row's recorded_at as an aware datetime."""
+        return value if self.convert is None else self.convert(value)
+
+    def __call__(self, log_id: uuid.UUID, row: Row) -> EventRecord:
+        index, type_name, payload, recorded_at, key = row
+        try:
+            event = self.decoder(type_name)(payload)
+        except DECODE_ERRORS as e:
+            raise EventDecodingError(type_name, str(e), log_id, index) from e
+        return EventRecord(index, type_name, self.recorded_at(recorded_at), key, event)
+
+
+def decode_rows(
+    using: str, log_id: uuid.UUID, rows: Iterable[Row]
+) -> Iterator[EventRecord]:
+    """Decode one log's rows into records, as :class:`RecordDecoder` does.
+
+    The loop of every reduce: it inlines what the decoder's call does.
+    """
+    decoder = RecordDecoder(using)
+    convert, decoders = decoder.convert, decoder.decoders
+    for index, type_name, payload, recorded_at, key in rows:
+        decode = decoders.get(type_name)
+        if decode is None:
+            decode = decoder.decoder(type_name)
+        try:
+            event = decode(payload)
+        except DECODE_ERRORS as e:
+            raise EventDecodingError(type_name, str(e), log_id, index) from e
+        yield EventRecord(
+            index,
+            type_name,
+            recorded_at if convert is None else convert(recorded_at),
+            key,
+            event,
+        )
