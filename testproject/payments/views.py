@@ -1,19 +1,32 @@
 """The payments JSON API: ordinary Django views over the LogManager methods.
 
-Every write follows the same steps: read the Idempotency-Key (a retry is
-answered with the original outcome), reduce the payment, check the business
-rules on the aggregate, append with the reduction as the log state. With
-If-Match the client's ETag must still be current (else 412); without it, a
-write that loses a race re-reduces and tries again a few times.
+Every write reduces the payment once and answers from that reduction:
+
+1. Reduce the payment the URL names (the library parses the id: a
+   malformed, unknown or foreign one is 404), then validate the body.
+2. Read the Idempotency-Key and check it: a retry is answered with the
+   original event and the payment as reduced, whatever the rules now say.
+3. With If-Match, the client's ETag must be the reduction's (else 412).
+4. Check the business rules on the aggregate.
+5. Append, with the reduction as the log state. A write that loses the race
+   is 412 with If-Match; without it, it reduces again and goes back to 4, a
+   few times.
+6. Answer with the appended event (one row loaded, for its stored time) and
+   the payment: that event folded into the reduction held, not reduced again.
+
+A create is the same after ``create_log``: reduce, ask the gateway, append
+its decision, answer with the decision folded in.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -22,6 +35,7 @@ from django_eventlog import (
     EventRecord,
     IdempotencyConflict,
     IdempotentReplay,
+    InvalidArgument,
     Log,
     LogNotFound,
     Reduction,
@@ -81,19 +95,65 @@ def _text(body: dict[str, Any], name: str, max_length: int) -> str:
     return value
 
 
-def _payment_id(raw: str) -> uuid.UUID:
+@contextlib.contextmanager
+def _malformed_id_is_404() -> Iterator[None]:
+    """Answer 404 for a malformed log id, as for an unknown one.
+
+    The library parses the raw id of the URL (the one place that does), and
+    says so with an ``InvalidArgument`` whose message starts "Malformed log
+    id". The message is checked, not only where the call is: any other
+    ``InvalidArgument`` (a bad page bound, an invalid aggregate class) is a
+    bug or a bad request, never "no such payment", and answers as it does.
+    """
     try:
-        return uuid.UUID(raw)
-    except ValueError:
-        raise LogNotFound(uuid.UUID(int=0)) from None
+        yield
+    except InvalidArgument as e:
+        if not str(e).startswith("Malformed log id"):
+            raise
+        raise Http404("No such payment.") from None
 
 
-def _reduce(payment_id: uuid.UUID) -> Reduction[Payment]:
-    reduction = Log.objects.reduce(payment_id, Payment)
+def _reduce(payment_id: uuid.UUID | str) -> Reduction[Payment]:
+    """Reduce the payment ``payment_id`` names, the raw id of a URL or a UUID.
+
+    A malformed id, an unknown log and a log of another kind are all 404.
+    """
+    with _malformed_id_is_404():
+        reduction = Log.objects.reduce(payment_id, Payment)
     if reduction.aggregate.request is None:
         # A log of another kind: not a payment.
-        raise LogNotFound(payment_id)
+        raise LogNotFound(reduction.log_id)
     return reduction
+
+
+def _event_and_payment(
+    reduction: Reduction[Payment], index: int
+) -> tuple[EventRecord, Reduction[Payment]]:
+    """Return the event at ``index`` and the payment through it, at least.
+
+    An event the reduction holds is answered with the payment as held. The
+    event just appended (at ``reduction.next_index``) is folded into a copy
+    of the held payment, as reduce would fold it, instead of reducing again.
+    Either way the event is loaded, one row: the response shows its stored
+    ``recorded_at``, which the events endpoint must later agree with.
+    """
+    if index > reduction.next_index:
+        # The event lies beyond the reduction and the index after it: a
+        # concurrent retry of this request appended it, after other events.
+        # This request lost a race; reduce again.
+        reduction = _reduce(reduction.log_id)
+    (record,) = Log.objects.load(reduction.log_id, start=index, limit=1)
+    if index < reduction.next_index:
+        return record, reduction
+    payment = copy.deepcopy(reduction.aggregate)
+    payment.apply(record)
+    return record, Reduction(
+        reduction.log_id,
+        payment,
+        record.index,
+        reduction.reduced_at,
+        reduction.log_created_at,
+    )
 
 
 def _payment_url(payment_id: uuid.UUID) -> str:
@@ -135,10 +195,12 @@ def _payment_response(
     return response
 
 
-def _authorized(payment_id: uuid.UUID, key: str | None) -> Reduction[Payment]:
+def _authorized(log_id: uuid.UUID, key: str | None) -> Reduction[Payment]:
     """Ask the gateway once, whoever gets there first, and return the payment."""
-    for _ in range(MAX_ATTEMPTS):
-        reduction = _reduce(payment_id)
+    reduction = _reduce(log_id)
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            reduction = _reduce(log_id)  # the last append lost a race
         payment = reduction.aggregate
         if payment.status() != "requested":
             return reduction
@@ -147,19 +209,19 @@ def _authorized(payment_id: uuid.UUID, key: str | None) -> Reduction[Payment]:
         try:
             # Keyed by payment, not by the client's key: no client key can
             # collide with it ("k:gateway" could, under the key "k").
-            Log.objects.append(
+            state = Log.objects.append(
                 reduction,
                 decision,
                 idempotency_key=None
                 if key is None
-                else f"payments:{payment_id}:authorization",
+                else f"payments:{log_id}:authorization",
             )
         except (ConcurrentAppend, IdempotentReplay, IdempotencyConflict):
             # A concurrent retry recorded the decision (its approval code
             # differs from ours, hence a conflict rather than a replay).
             continue
-        return _reduce(payment_id)
-    return _reduce(payment_id)
+        return _event_and_payment(reduction, state.next_index - 1)[1]
+    return _reduce(log_id)
 
 
 @csrf_exempt
@@ -183,7 +245,7 @@ def payments(request: HttpRequest) -> HttpResponse:
 @http.json_api(methods=["GET", "HEAD"])
 def payment(request: HttpRequest, payment_id: str) -> HttpResponse:
     """GET /api/payments/<id>/: the payment's state, with an ETag."""
-    reduction = _reduce(_payment_id(payment_id))
+    reduction = _reduce(payment_id)
     tag = http.etag(reduction)
     # If-None-Match compares weakly (RFC 9110 13.1.2); "*" matches any state.
     candidates = request.headers.get("If-None-Match", "").split(",")
@@ -208,22 +270,24 @@ def _refund_rule(payment: Payment, amount: int) -> str | None:
 
 def _write(
     request: HttpRequest,
-    payment_id: uuid.UUID,
+    reduction: Reduction[Payment],
     event: Captured | Refunded,
     rule: Rule,
 ) -> HttpResponse:
     """Append ``event`` to the payment once its rule passes; see the module doc."""
-    key = http.idempotency_key(
-        request, prefix=f"payments:{payment_id}:{event.type_name}:"
-    )
+    log_id = reduction.log_id
+    key = http.idempotency_key(request, prefix=f"payments:{log_id}:{event.type_name}:")
     if key is not None:
+        # Before the rules: a retry is answered even when they would now
+        # refuse it (the original capture took what was capturable).
         try:
             Log.objects.check_idempotency_key(key, event)
         except IdempotentReplay as replay:
-            return _event_response(payment_id, replay.event_index, replayed=True)
-    expected = http.if_match_state(request, payment_id)
-    for _ in range(MAX_ATTEMPTS):
-        reduction = _reduce(payment_id)
+            return _event_response(reduction, replay.event_index, replayed=True)
+    expected = http.if_match_state(request, log_id)
+    for attempt in range(MAX_ATTEMPTS):
+        if attempt:
+            reduction = _reduce(log_id)  # the last append lost a race
         if expected is not None and expected.next_index != reduction.next_index:
             return http.precondition_failed(reduction)
         if reduction.aggregate.status() != "authorized":
@@ -234,25 +298,25 @@ def _write(
             state = Log.objects.append(reduction, event, idempotency_key=key)
         except ConcurrentAppend:
             if expected is not None:
-                return http.precondition_failed(_reduce(payment_id))
+                return http.precondition_failed(_reduce(log_id))
             continue
         except IdempotentReplay as replay:  # a concurrent retry of this request
-            return _event_response(payment_id, replay.event_index, replayed=True)
-        return _event_response(payment_id, state.next_index - 1)
+            return _event_response(reduction, replay.event_index, replayed=True)
+        return _event_response(reduction, state.next_index - 1)
     return http.problem(
         409, "Conflict", "The payment kept changing concurrently; try again."
     )
 
 
 def _event_response(
-    payment_id: uuid.UUID, index: int, *, replayed: bool = False
+    reduction: Reduction[Payment], index: int, *, replayed: bool = False
 ) -> JsonResponse:
-    (record,) = Log.objects.load(payment_id, start=index, limit=1)
-    reduction = _reduce(payment_id)
+    """Answer the event at ``index`` with the payment through it (201)."""
+    record, reduction = _event_and_payment(reduction, index)
     response = JsonResponse(
         {"event": record.as_dict(), "payment": _representation(reduction)}, status=201
     )
-    response["Location"] = _events_url(payment_id, index, 1)
+    response["Location"] = _events_url(reduction.log_id, index, 1)
     response["ETag"] = http.etag(reduction)
     if replayed:
         response[http.REPLAYED_HEADER] = "true"
@@ -263,26 +327,26 @@ def _event_response(
 @http.json_api(methods=["POST"])
 def captures(request: HttpRequest, payment_id: str) -> HttpResponse:
     """POST /api/payments/<id>/captures/ {"amount", "statement_descriptor"}."""
-    log_id = _payment_id(payment_id)
+    reduction = _reduce(payment_id)
     try:
         body = http.json_body(request)
         event = Captured(_amount(body), _text(body, "statement_descriptor", 22))
     except Invalid as e:
         return _invalid(e)
-    return _write(request, log_id, event, _capture_rule)
+    return _write(request, reduction, event, _capture_rule)
 
 
 @csrf_exempt
 @http.json_api(methods=["POST"])
 def refunds(request: HttpRequest, payment_id: str) -> HttpResponse:
     """POST /api/payments/<id>/refunds/ {"amount", "reference_number"}."""
-    log_id = _payment_id(payment_id)
+    reduction = _reduce(payment_id)
     try:
         body = http.json_body(request)
         event = Refunded(_amount(body), _text(body, "reference_number", 64))
     except Invalid as e:
         return _invalid(e)
-    return _write(request, log_id, event, _refund_rule)
+    return _write(request, reduction, event, _refund_rule)
 
 
 def _events_url(payment_id: uuid.UUID, start: int, limit: int) -> str:
@@ -307,13 +371,22 @@ def _query_int(
 @http.json_api(methods=["GET", "HEAD"])
 def events(request: HttpRequest, payment_id: str) -> HttpResponse:
     """GET /api/payments/<id>/events/?start=&limit=: a page of events."""
-    log_id = _payment_id(payment_id)
     start = _query_int(request, "start", 0, 0, 2**31 - 1)
     limit = _query_int(request, "limit", EVENTS_PAGE_SIZE, 1, EVENTS_MAX_PAGE_SIZE)
-    if not Log.objects.filter(pk=log_id, kind="payment").exists():
-        raise LogNotFound(log_id)
-    # One more than the page tells whether a next page exists.
-    records: list[EventRecord] = Log.objects.load(log_id, start=start, limit=limit + 1)
+    # load parses the id (the library is its one home), so it comes before
+    # the kind check. One more than the page tells whether a next page exists.
+    with _malformed_id_is_404():
+        records: list[EventRecord] = Log.objects.load(
+            payment_id, start=start, limit=limit + 1
+        )
+    # load accepted the id; the row gives it back as a UUID for the next link.
+    log_id = (
+        Log.objects.filter(pk=payment_id, kind="payment")
+        .values_list("id", flat=True)
+        .first()
+    )
+    if log_id is None:  # a log of another kind: not a payment
+        raise Http404("No such payment.")
     next_url = (
         _events_url(log_id, records[limit].index, limit)
         if len(records) > limit
