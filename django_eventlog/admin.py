@@ -31,7 +31,7 @@ from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 
-from . import sql
+from . import queries
 from .aggregates import Aggregate
 from .conf import conf
 from .events import registered_type_names
@@ -178,7 +178,7 @@ class LogAdmin(ReadOnlyAdmin):
         size = self.timeline_page_size
 
         using = log._state.db or "default"
-        rows = sql.page_rows(
+        rows = queries.page_rows(
             using,
             log.pk,
             (INDEX_MAX if newest_first else 0) if start is None else start,
@@ -191,7 +191,7 @@ class LogAdmin(ReadOnlyAdmin):
         previous_from = None
         if rows:
             # The page before this one starts `size` events back, the other way.
-            previous_from = sql.previous_page_start(
+            previous_from = queries.previous_page_start(
                 using,
                 log.pk,
                 rows[0][0],
@@ -277,7 +277,7 @@ def _fill_states(
     by_index = {entry.index: entry for entry in entries}
     using = log._state.db or "default"
     aggregate = aggregate_class()
-    rows = sql.stream_rows(
+    rows = queries.stream_rows(
         using, log.pk, 0, conf.EVENTLOG_CHUNK_SIZE, through=max(by_index)
     )
     for record in decode_rows(using, log.pk, rows):

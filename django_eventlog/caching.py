@@ -5,6 +5,13 @@ id), folds only the events recorded after it, and writes the result back once
 the database transaction that read those events commits. The cache only saves
 work: every failure to read, decode or write an entry is logged on the
 ``django_eventlog`` logger and treated as a miss, never raised to the caller.
+
+Public: :class:`CacheStats`, :func:`cache_stats`, :func:`reset_cache_stats`,
+:func:`wait_for_cache_writes`, and :func:`key_prefix` and :func:`cache_key`
+for tools that handle entries themselves. Internal to the package (the
+manager in :mod:`django_eventlog.store` is their only user): :func:`read`
+and :func:`aread` look an entry up into a :class:`Lookup`, which
+:func:`write` and :func:`awrite` then take with the finished reduction.
 """
 
 from __future__ import annotations
@@ -13,22 +20,18 @@ import dataclasses
 import functools
 import hashlib
 import logging
-import os
 import re
 import threading
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime
 from typing import Any, TypeVar
 
-import msgspec
 from asgiref.sync import sync_to_async
 from django.core.cache import BaseCache, caches
 from django.db import connections, transaction
 
+from . import cache_entries, cache_writer
 from .aggregates import Aggregate, Reduction
+from .cache_writer import wait_for_cache_writes
 from .conf import conf
 from .signals import reduced
 
@@ -122,93 +125,6 @@ def reset_cache_stats() -> None:
     _counters.reset()
 
 
-# Entries
-
-
-class _Entry(msgspec.Struct, array_like=True, frozen=True):
-    name: str
-    version: int
-    log_id: uuid.UUID
-    through_index: int
-    reduced_at: datetime
-    log_created_at: datetime | None
-    aggregate: msgspec.Raw
-
-
-_encoder = msgspec.msgpack.Encoder()
-_entry_decoder = msgspec.msgpack.Decoder(_Entry)
-_aggregate_decoders: dict[type[Any], msgspec.msgpack.Decoder[Any]] = {}
-_uncacheable_warned: set[type[Aggregate]] = set()
-
-
-def _aggregate_decoder(cls: type[A]) -> msgspec.msgpack.Decoder[A]:
-    decoder = _aggregate_decoders.get(cls)
-    if decoder is None:
-        decoder = _aggregate_decoders[cls] = msgspec.msgpack.Decoder(cls)
-    return decoder
-
-
-class _BadEntry(Exception):
-    pass
-
-
-def _decode(data: object, aggregate_class: type[A], log_id: uuid.UUID) -> Reduction[A]:
-    try:
-        if not isinstance(data, bytes):
-            raise _BadEntry(f"an entry of type {type(data).__name__}, not bytes")
-        entry = _entry_decoder.decode(data)
-        if (entry.name, entry.version, entry.log_id) != (
-            aggregate_class.aggregate_name,
-            aggregate_class.version,
-            log_id,
-        ):
-            raise _BadEntry(f"an entry of {entry.name} v{entry.version} {entry.log_id}")
-        aggregate = _aggregate_decoder(aggregate_class).decode(entry.aggregate)
-    except Exception as e:  # msgspec, or the aggregate's own __post_init__
-        raise _BadEntry(str(e)) from e
-    return Reduction(
-        log_id, aggregate, entry.through_index, entry.reduced_at, entry.log_created_at
-    )
-
-
-def _encode(reduction: Reduction[A], aggregate_class: type[A]) -> bytes | None:
-    """Encode a reduction, or return None when its aggregate cannot round-trip."""
-    aggregate = reduction.aggregate
-    try:
-        state = _encoder.encode(aggregate)
-        exact = _aggregate_decoder(aggregate_class).decode(state) == aggregate
-    except Exception as e:  # msgspec, or the aggregate's own __post_init__
-        exact, reason = False, str(e)
-    else:
-        reason = "it does not decode back to an equal state"
-    if not exact:
-        if aggregate_class not in _uncacheable_warned:
-            _uncacheable_warned.add(aggregate_class)
-            logger.warning(
-                "%s reductions are not cached: %s. Make the aggregate a dataclass "
-                "with typed fields, or set cache_policy = NeverCache().",
-                aggregate_class.__qualname__,
-                reason,
-            )
-        return None
-    entry = _Entry(
-        aggregate_class.aggregate_name,
-        aggregate_class.version,
-        reduction.log_id,
-        reduction.through_index,
-        reduction.reduced_at,
-        reduction.log_created_at,
-        msgspec.Raw(state),
-    )
-    try:
-        return _encoder.encode(entry)
-    except Exception as e:  # say, an aggregate_name msgpack cannot hold
-        logger.warning(
-            "%s reductions are not cached: %r", aggregate_class.__qualname__, e
-        )
-        return None
-
-
 # Reading
 
 
@@ -267,8 +183,10 @@ def _found(lookup: Lookup, data: object) -> None:
         _counters.add("misses")
         return
     try:
-        lookup.reduction = _decode(data, lookup.aggregate_class, lookup.log_id)
-    except _BadEntry as e:
+        lookup.reduction = cache_entries.decode(
+            data, lookup.aggregate_class, lookup.log_id
+        )
+    except cache_entries.BadEntry as e:
         lookup.outcome = "error"
         lookup.bad_entry = True
         _counters.add("errors")
@@ -319,7 +237,7 @@ def _planned_write(
         return (lookup.key, None) if stored else None
     if lookup.outcome == "hit" and events_applied == 0:
         return None  # the entry already says all this
-    data = _encode(reduction, aggregate_class)
+    data = cache_entries.encode(reduction, aggregate_class)
     if data is None:
         return (lookup.key, None) if stored else None
     return lookup.key, data
@@ -353,7 +271,7 @@ def write(
         key, data = plan
         store = functools.partial(_store, key, data, _timeout(lookup.aggregate_class))
         if conf.EVENTLOG_CACHE_WRITE_BEHIND:
-            store = functools.partial(_writer().submit, store)
+            store = functools.partial(cache_writer.submit, store)
         transaction.on_commit(store, using=using, robust=True)
 
 
@@ -385,52 +303,6 @@ async def awrite(
         _write_failed(key, e)
     else:
         _counters.add("writes" if data is not None else "deletes")
-
-
-class _Writer:
-    """One background thread per process that writes cached reductions in
-    the order they were committed (EVENTLOG_CACHE_WRITE_BEHIND)."""
-
-    def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.executor = ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="django_eventlog cache writer"
-        )
-
-    def submit(self, store: Callable[[], None]) -> None:
-        self.executor.submit(store)
-
-
-_writer_lock = threading.Lock()
-_current_writer: _Writer | None = None
-
-
-def _writer() -> _Writer:
-    global _current_writer
-    with _writer_lock:
-        # A forked child (a pre-forking server's worker) has no thread: start one.
-        if _current_writer is None or _current_writer.pid != os.getpid():
-            _current_writer = _Writer()
-        return _current_writer
-
-
-def wait_for_cache_writes(timeout: float | None = None) -> bool:
-    """Wait until the background writes submitted so far are done.
-
-    Only matters with ``EVENTLOG_CACHE_WRITE_BEHIND = True`` (in tests, say,
-    before looking at the cache). Returns False if ``timeout`` seconds passed
-    first.
-    """
-    with _writer_lock:
-        writer = _current_writer
-    if writer is None or writer.pid != os.getpid():
-        return True
-    done = writer.executor.submit(lambda: None)
-    try:
-        done.result(timeout)
-    except FutureTimeout:
-        return False
-    return True
 
 
 def _store(key: str, data: bytes | None, timeout: int | None) -> None:

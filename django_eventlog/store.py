@@ -18,7 +18,7 @@ from django.apps import apps
 from django.db import IntegrityError, connections, models, router
 from django.utils import timezone
 
-from . import caching, sql
+from . import caching, queries, sql
 from .aggregates import Aggregate, EventRecord, LogState, Reduction
 from .conf import conf
 from .events import DomainEvent, decode_event, encode_event
@@ -81,7 +81,7 @@ class BaseLogManager(models.Manager[M]):
         key = check_key(idempotency_key)
         using = self._write_db()
         try:
-            sql.insert_log(
+            queries.insert_log(
                 using, log_id, kind, event.type_name, payload, timezone.now(), key
             )
         except IntegrityError as e:
@@ -114,7 +114,7 @@ class BaseLogManager(models.Manager[M]):
         key = check_key(idempotency_key)
         using = self._write_db()
         try:
-            inserted = sql.insert_event(
+            inserted = queries.insert_event(
                 using, log_id, index, event.type_name, payload, timezone.now(), key
             )
         except IntegrityError as e:
@@ -146,7 +146,7 @@ class BaseLogManager(models.Manager[M]):
                 log_id, aggregate_class, self._created_at(using, log_id)
             )
         aggregate, through = start.aggregate, start.through_index
-        rows = sql.stream_rows(using, log_id, through + 1, conf.EVENTLOG_CHUNK_SIZE)
+        rows = queries.stream_rows(using, log_id, through + 1, conf.EVENTLOG_CHUNK_SIZE)
         # Closing the server-side cursor after the last row reaches the
         # database outside Django's error wrapping: wrap the whole loop so a
         # lost connection is a django.db error here too.
@@ -178,7 +178,7 @@ class BaseLogManager(models.Manager[M]):
             maximum=conf.EVENTLOG_MAX_PAGE_SIZE,
         )
         using = self._read_db()
-        rows = sql.page_rows(using, log_id, start, limit)
+        rows = queries.page_rows(using, log_id, start, limit)
         records = list(decode_rows(using, log_id, rows))
         if not records and not self._exists(using, log_id):
             raise LogNotFound(log_id)
@@ -222,8 +222,8 @@ class BaseLogManager(models.Manager[M]):
             start = self._from_scratch(log_id, aggregate_class, created_at)
         aggregate, through = start.aggregate, start.through_index
         chunk_size = conf.EVENTLOG_CHUNK_SIZE
-        rows = sql.stream_rows(using, log_id, through + 1, chunk_size)
-        async for chunk in sql.achunks(using, rows, chunk_size):
+        rows = queries.stream_rows(using, log_id, through + 1, chunk_size)
+        async for chunk in queries.achunks(using, rows, chunk_size):
             for record in decode_rows(using, log_id, chunk):
                 aggregate.apply(record)
                 through = record.index
@@ -305,7 +305,7 @@ class BaseLogManager(models.Manager[M]):
     def _key_use(
         self, using: str, key: str, event: DomainEvent
     ) -> IdempotentReplay | IdempotencyConflict | None:
-        original = sql.key_use(using, key)
+        original = queries.key_use(using, key)
         if original is None:
             return None
         log_id, index, type_name, stored = original
@@ -334,7 +334,7 @@ class BaseLogManager(models.Manager[M]):
         elif sql.violated_constraint(error) == sql.LOG_INDEX_CONSTRAINT:
             taken = True  # PostgreSQL names it: no query needed
         else:
-            taken = sql.event_exists(using, log_id, index)
+            taken = queries.event_exists(using, log_id, index)
         if taken:
             return ConcurrentAppend(log_id)
         return error

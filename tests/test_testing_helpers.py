@@ -35,9 +35,9 @@ from django_eventlog import (
     InvalidArgument,
     Log,
     cache_stats,
+    cache_writer,
     wait_for_cache_writes,
 )
-from django_eventlog import caching as caching_module
 from django_eventlog.caching import cache_key
 from django_eventlog.conf import conf
 from django_eventlog.testing import CACHE_ALIAS, LogFactory, fresh_cache, make_log
@@ -324,7 +324,7 @@ def test_fresh_cache_raises_when_background_writes_hang() -> None:
             pytest.raises(TimeoutError, match=r"0\.05 seconds"),
             fresh_cache(timeout=0.05),
         ):
-            caching_module._writer().submit(hang)
+            cache_writer._writer().submit(hang)
     finally:
         release.set()
     assert wait_for_cache_writes(10)

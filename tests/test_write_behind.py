@@ -13,7 +13,7 @@ from django.core.cache import BaseCache, caches
 from django.core.cache.backends.locmem import LocMemCache
 from django.db import transaction
 
-from django_eventlog import Log, cache_stats, wait_for_cache_writes
+from django_eventlog import Log, cache_stats, cache_writer, wait_for_cache_writes
 from django_eventlog import caching as caching_module
 from django_eventlog.caching import cache_key
 from tests.conftest import stats_delta
@@ -149,7 +149,7 @@ def test_a_failing_write_is_logged_and_counted_not_raised(
 
 def test_wait_reports_a_timeout_while_a_write_hangs(gated: BaseCache) -> None:
     GatedCache.gate.clear()
-    caching_module._writer().submit(lambda: gated.set("k", 1))
+    cache_writer._writer().submit(lambda: gated.set("k", 1))
     assert wait_for_cache_writes(0.05) is False
     GatedCache.gate.set()
     assert wait_for_cache_writes(10) is True
@@ -158,10 +158,10 @@ def test_wait_reports_a_timeout_while_a_write_hangs(gated: BaseCache) -> None:
 def test_a_forked_process_starts_its_own_writer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    parent = caching_module._writer()
-    assert caching_module._writer() is parent
+    parent = cache_writer._writer()
+    assert cache_writer._writer() is parent
     monkeypatch.setattr(os, "getpid", lambda: parent.pid + 1)
-    child = caching_module._writer()
+    child = cache_writer._writer()
     assert child is not parent
     assert child.pid == parent.pid + 1
     ran = threading.Event()

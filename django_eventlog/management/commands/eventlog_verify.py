@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connections, models, router
 from django.utils.connection import ConnectionDoesNotExist
 
-from django_eventlog import sql
+from django_eventlog import queries, sql
 from django_eventlog.conf import conf
 from django_eventlog.events import event_class
 from django_eventlog.exceptions import (
@@ -154,7 +154,7 @@ class Command(BaseCommand):
         self, using: str, log_ids: list[uuid.UUID], kind: str | None
     ) -> tuple[int, int]:
         """Check every event in one pass; return the counts of logs and events."""
-        rows = sql.scan_rows(using, log_ids, kind, conf.EVENTLOG_CHUNK_SIZE)
+        rows = queries.scan_rows(using, log_ids, kind, conf.EVENTLOG_CHUNK_SIZE)
         decode = RecordDecoder(using)
         logs = events = 0
         current: uuid.UUID | None = None

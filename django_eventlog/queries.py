@@ -1,0 +1,294 @@
+"""Run the SQL of :mod:`django_eventlog.sql`: write events, read and stream rows.
+
+Everything that reads events (``load``, ``reduce``, the admin timeline and
+``eventlog_verify``) gets its rows from the functions below, as
+:data:`~django_eventlog.sql.Row` tuples, and decodes them with
+:mod:`django_eventlog.records`; everything that writes them goes through
+:func:`insert_log` and :func:`insert_event`.
+
+Internal to the package: import the public API from ``django_eventlog``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Generator, Iterable
+from contextlib import nullcontext
+from datetime import datetime
+from itertools import islice
+from typing import Any, cast
+
+from asgiref.sync import sync_to_async
+from django.db import connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .sql import Row, db_uuid, statements
+from .validation import INDEX_MAX
+
+__all__ = [
+    "achunks",
+    "event_exists",
+    "insert_event",
+    "insert_log",
+    "key_use",
+    "page_rows",
+    "previous_page_start",
+    "scan_rows",
+    "stream_rows",
+]
+
+# Writing
+
+
+def _event_params(
+    connection: BaseDatabaseWrapper,
+    log_id: uuid.UUID,
+    index: int,
+    type_name: str,
+    payload: str,
+    recorded_at: datetime,
+    key: str | None,
+) -> list[Any]:
+    return [
+        db_uuid(log_id, connection),
+        index,
+        type_name,
+        payload,
+        connection.ops.adapt_datetimefield_value(recorded_at),
+        key,
+    ]
+
+
+def _savepoint(using: str) -> Any:
+    # Inside the caller's transaction a savepoint keeps it usable if the
+    # statement fails; in autocommit a single statement is atomic by itself.
+    if connections[using].in_atomic_block:
+        return transaction.atomic(using=using)
+    return nullcontext()
+
+
+def insert_log(
+    using: str,
+    log_id: uuid.UUID,
+    kind: str,
+    type_name: str,
+    payload: str,
+    now: datetime,
+    key: str | None,
+) -> None:
+    """Insert a log and its event 0, together or not at all."""
+    connection = connections[using]
+    sql = statements(connection)
+    log_params = [
+        db_uuid(log_id, connection),
+        kind,
+        connection.ops.adapt_datetimefield_value(now),
+    ]
+    event_params = _event_params(connection, log_id, 0, type_name, payload, now, key)
+    if sql.create_log is None:
+        with transaction.atomic(using=using), connection.cursor() as cursor:
+            cursor.execute(sql.insert_log, log_params)
+            cursor.execute(sql.insert_first_event, event_params)
+        return
+    # One statement, atomic by itself: no BEGIN and COMMIT round trips.
+    with _savepoint(using), connection.cursor() as cursor:
+        cursor.execute(sql.create_log, log_params + event_params)
+
+
+def insert_event(
+    using: str,
+    log_id: uuid.UUID,
+    index: int,
+    type_name: str,
+    payload: str,
+    now: datetime,
+    key: str | None,
+) -> bool:
+    """Insert an event at ``index`` if the one before it (or the log) exists."""
+    connection = connections[using]
+    sql = statements(connection)
+    params = _event_params(connection, log_id, index, type_name, payload, now, key)
+    if index == 0:
+        query = sql.insert_event_if_log
+        params.append(params[0])
+    else:
+        query = sql.insert_event_if_previous
+        params.extend([params[0], index - 1])
+    with _savepoint(using), connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return bool(cursor.rowcount == 1)
+
+
+def key_use(using: str, key: str) -> tuple[uuid.UUID, int, str, str] | None:
+    """The log, index, type and payload of the event stored under ``key``."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(statements(connection).select_key_use, [key])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    log_id, index, type_name, payload = row
+    if not isinstance(log_id, uuid.UUID):
+        log_id = uuid.UUID(log_id)
+    return log_id, index, type_name, payload
+
+
+def event_exists(using: str, log_id: uuid.UUID, index: int) -> bool:
+    """Whether the log has an event at ``index``."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            statements(connection).select_event_exists,
+            [db_uuid(log_id, connection), index],
+        )
+        return cursor.fetchone() is not None
+
+
+# Reading
+
+
+def page_rows(
+    using: str,
+    log_id: uuid.UUID,
+    start: int,
+    limit: int,
+    *,
+    descending: bool = False,
+    type_name: str | None = None,
+) -> list[Row]:
+    """Up to ``limit`` events of the log from index ``start`` on (down, when
+    ``descending``), of any type or of ``type_name``; one round trip."""
+    connection = connections[using]
+    sql = statements(connection)
+    params: list[Any] = [db_uuid(log_id, connection)]
+    if type_name is None and not descending:
+        query = sql.select_page
+    else:
+        query = sql.page(descending=descending, typed=type_name is not None)
+        if type_name is not None:
+            params.append(type_name)
+    # No event lies past INDEX_MAX, and SQLite refuses integers past 2**63.
+    params.extend([min(start, INDEX_MAX if descending else INDEX_MAX + 1), limit])
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cast("list[Row]", cursor.fetchall())
+
+
+def previous_page_start(
+    using: str,
+    log_id: uuid.UUID,
+    first: int,
+    size: int,
+    *,
+    descending: bool,
+    type_name: str | None = None,
+) -> int | None:
+    """Where the page of ``size`` events before the one starting at ``first``
+    starts (the other way from ``descending``), or None at the start."""
+    connection = connections[using]
+    query = statements(connection).neighbours(
+        before=not descending, typed=type_name is not None
+    )
+    params: list[Any] = [db_uuid(log_id, connection)]
+    if type_name is not None:
+        params.append(type_name)
+    params.extend([first, size])
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        rows = cursor.fetchall()
+    return rows[-1][0] if rows else None
+
+
+def stream_rows(
+    using: str,
+    log_id: uuid.UUID,
+    start: int,
+    chunk_size: int,
+    *,
+    through: int | None = None,
+) -> Generator[Row]:
+    """The log's events from index ``start`` on (to ``through``, if given),
+    ``chunk_size`` rows at a time.
+
+    Without ``through``, the first chunk comes from a plain ``LIMIT`` query:
+    one round trip, which is all a reduce from a cached state usually needs.
+    The rest, if any, streams through a server-side cursor on PostgreSQL
+    (unless ``DISABLE_SERVER_SIDE_CURSORS``, as ``QuerySet.iterator()``
+    does). Events are immutable and contiguous, so the two statements cannot
+    disagree: the second one only sees more events, never other ones. With
+    ``through`` (a range known to be wanted whole) every row streams from
+    the one cursor.
+    """
+    connection = connections[using]
+    sql = statements(connection)
+    params: list[Any] = [db_uuid(log_id, connection)]
+    if through is None:
+        rows = page_rows(using, log_id, start, chunk_size)
+        yield from rows
+        if len(rows) < chunk_size:
+            return
+        query = sql.select_from
+        params.append(rows[-1][0] + 1)
+    else:
+        query = sql.select_through
+        params.extend([start, through])
+    yield from _cursor_rows(connection, query, params, chunk_size)
+
+
+def scan_rows(
+    using: str, log_ids: Iterable[uuid.UUID], kind: str | None, chunk_size: int
+) -> Generator[tuple[uuid.UUID, Row]]:
+    """Every event of ``log_ids`` (or of every log), of ``kind`` (or any), as
+    (log id, row), ordered by log and index, ``chunk_size`` rows at a time."""
+    connection = connections[using]
+    params: list[Any] = [db_uuid(log_id, connection) for log_id in log_ids]
+    query = statements(connection).scan(len(params), kind is not None)
+    if kind is not None:
+        params.append(kind)
+    for log_id, *row in _cursor_rows(connection, query, params, chunk_size):
+        if not isinstance(log_id, uuid.UUID):
+            log_id = uuid.UUID(log_id)
+        yield log_id, cast(Row, tuple(row))
+
+
+def _cursor_rows(
+    connection: BaseDatabaseWrapper, query: str, params: list[Any], chunk_size: int
+) -> Generator[Any]:
+    chunked = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+    cursor = connection.chunked_cursor() if chunked else connection.cursor()
+    try:
+        cursor.execute(query, params)
+        while rows := cursor.fetchmany(chunk_size):
+            yield from rows
+            if len(rows) < chunk_size:
+                break
+    finally:
+        cursor.close()
+
+
+async def achunks(
+    using: str, rows: Generator[Row], chunk_size: int
+) -> AsyncIterator[list[Row]]:
+    """``rows`` chunk by chunk, each fetched in sync_to_async's thread.
+
+    Not QuerySet.aiterator(): on values_list() querysets it runs the query in
+    the event loop's thread (SynchronousOnlyOperation, seen on Django 5.2).
+    The same server-side cursor serves every chunk: thread-sensitive
+    sync_to_async calls all run in one thread, on one connection.
+    """
+
+    def next_chunk() -> list[Row]:
+        with connections[using].wrap_database_errors:
+            return list(islice(rows, chunk_size))
+
+    def close() -> None:
+        with connections[using].wrap_database_errors:
+            rows.close()
+
+    try:
+        while chunk := await sync_to_async(next_chunk)():
+            yield chunk
+            if len(chunk) < chunk_size:
+                break
+    finally:
+        await sync_to_async(close)()
