@@ -3,6 +3,11 @@
 A ``DomainEvent`` subclass is a frozen dataclass with a stable stored type
 name. Events are encoded with msgspec, which decodes JSON straight into the
 declared field types in one pass (see ``benchmarks/event_codec.py``).
+
+Internal to the package (:mod:`django_eventlog.records` is their user):
+:func:`event_decoder`, the raw decoder of one type for the hot loop of
+reduce, and :data:`DECODE_ERRORS`, what it raises for a payload that does
+not fit its class.
 """
 
 from __future__ import annotations

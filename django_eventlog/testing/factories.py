@@ -22,7 +22,7 @@ except ImportError as e:
     ) from e
 
 from ..aggregates import LogState
-from . import make_log
+from .logs import make_log
 
 __all__ = ["LogFactory"]
 
