@@ -6,6 +6,12 @@ before writing, and reduce folds it), or raises an ``EventLogError`` whose
 message says what was wrong. Nothing else may escape: no IntegrityError,
 DataError, UnicodeEncodeError, TypeError, msgspec error, OverflowError...
 
+What the library must do with an input is known from how the input was
+built (``Accepted`` with what it means, or ``Refused`` with why), never by
+running a check like the library's own on it: such an oracle would share a
+wrong rule. The ``ACCEPTED_*`` and ``REFUSED_*`` tables state each rule by
+examples a reader can hold against the docs.
+
 Each example runs in a savepoint that is rolled back at its end, so examples
 may reuse keys and log ids without meeting each other's rows.
 
@@ -28,7 +34,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import hypothesis
 import msgspec
@@ -60,8 +66,15 @@ from tests.domain import Account, Opened
 
 T = TypeVar("T")
 
-MAX_PAGE_SIZE = 1000  # EVENTLOG_MAX_PAGE_SIZE's default
-PAGE_SIZE = 100  # EVENTLOG_PAGE_SIZE's default
+# The limits as the docs state them. The test does not read the library's
+# own constants: a wrong limit there must fail here.
+KIND_MAX_LENGTH = 100  # docs/concepts.md: a kind has "up to 100 characters"
+IDEMPOTENCY_KEY_MAX_LENGTH = 255  # docs/concepts.md: "1 to 255 characters"
+# The events table's index is a 32-bit integer column (docs/http.md's paging
+# recipe bounds start by it); append() refuses a next_index beyond it.
+INDEX_MAX = 2**31 - 1
+MAX_PAGE_SIZE = 1000  # docs/settings.md: EVENTLOG_MAX_PAGE_SIZE's default
+PAGE_SIZE = 100  # docs/settings.md: EVENTLOG_PAGE_SIZE's default
 
 hypothesis_settings = settings(
     deadline=None,
@@ -167,12 +180,17 @@ class Count(Aggregate):
 
 # Hostile values.
 
-SPECIAL_TEXT = [
+# Text no kind or key may be: a NUL, or not valid Unicode.
+BROKEN_TEXT = [
     "\x00",
     "a\x00b",
     "\ud800",  # lone surrogates
     "\udfff",
     "\ud83d",
+]
+# Text that looks dangerous but is valid as a kind or key (none is longer
+# than 100 characters).
+TRICKY_TEXT = [
     "\\u0000",  # a backslash, then u0000: text, not a NUL
     "\\\\u0000",
     "\\",
@@ -197,6 +215,7 @@ SPECIAL_TEXT = [
     "null",
     " ",
 ]
+SPECIAL_TEXT = BROKEN_TEXT + TRICKY_TEXT
 
 long_text = st.builds(
     lambda unit, count: unit * count,
@@ -369,32 +388,35 @@ def assert_explains(error: EventLogError, *mentions: str) -> None:
     )
 
 
-def valid_text(value: object, max_length: int) -> bool:
-    if not isinstance(value, str) or not 1 <= len(value) <= max_length:
-        return False
-    if "\x00" in value:
-        return False
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
+@dataclass(frozen=True)
+class Accepted(Generic[T]):
+    """An input built to be accepted, and what the library must take it for."""
+
+    value: Any
+    means: T
 
 
-def valid_int(value: object, minimum: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+@dataclass(frozen=True)
+class Refused:
+    """An input built to be refused, and the rule it breaks."""
+
+    value: Any
+    why: str
 
 
-def expected_uuid(value: object) -> uuid.UUID | None:
-    """The log id ``value`` means, or None when it is not one."""
-    if isinstance(value, uuid.UUID):
-        return value
-    if isinstance(value, str):
-        try:
-            return uuid.UUID(value)
-        except ValueError:
-            return None
-    return None
+def accept(value: T) -> Accepted[T]:
+    """An input accepted as itself."""
+    return Accepted(value, value)
+
+
+def refuse(why: str) -> Callable[[Any], Refused]:
+    """A function that marks an input refused for ``why``."""
+    return lambda value: Refused(value, why)
+
+
+def rows(table: list[tuple[Any, ...]]) -> list[Any]:
+    """A table's rows as pytest parameters, each named by its last column."""
+    return [pytest.param(*row[:-1], id=row[-1]) for row in table]
 
 
 def canonical(event: DomainEvent) -> bytes:
@@ -524,15 +546,15 @@ def test_events_are_stored_exactly_or_refused(events: list[Any], keyed: bool) ->
                 assert (used.log_id, used.event_index) == (state.log_id, index)
 
 
-# Idempotency keys
+# Text, valid or not as a kind or an idempotency key by construction. The rule
+# as docs/concepts.md and docs/events.md state it: a str of 1 to max_length
+# characters, without NUL characters, that is valid Unicode (no lone
+# surrogates).
 
-idempotency_keys = st.one_of(
-    st.none(),
-    st.text(max_size=300),
-    hostile_text,
-    st.text(st.sampled_from("kK😀"), min_size=250, max_size=260),
-    st.sampled_from(["", " ", "k" * 255, "k" * 256, "😀" * 255, "😀" * 256]),
-    st.builds(type("KeyStr", (str,), {}), st.text(min_size=1, max_size=5)),
+valid_chars = st.characters(exclude_categories=["Cs"], exclude_characters="\x00")
+lone_surrogates = st.characters(categories=["Cs"])
+# Values a str field never takes (None aside: it means "no key").
+not_strs = st.one_of(
     st.integers(),
     st.floats(),
     st.booleans(),
@@ -542,8 +564,136 @@ idempotency_keys = st.one_of(
 )
 
 
+def valid_texts(max_length: int) -> st.SearchStrategy[str]:
+    """Text of 1 to ``max_length`` characters, none a NUL or a lone surrogate."""
+    return st.one_of(
+        st.text(valid_chars, min_size=1, max_size=max_length),
+        st.sampled_from(TRICKY_TEXT),
+        st.lists(
+            st.sampled_from(TRICKY_TEXT) | st.text(valid_chars, min_size=1, max_size=3),
+            min_size=1,
+            max_size=6,
+        ).map(lambda parts: "".join(parts)[:max_length]),
+        # At the limit, in one- and many-byte characters.
+        st.builds(
+            lambda unit, count: unit * count,
+            st.sampled_from(["k", "é", "😀"]),
+            st.integers(max_length - 2, max_length),
+        ),
+    )
+
+
+def inserted(text: str, extra: str, where: int) -> str:
+    """``text`` with ``extra`` put in at some place."""
+    where %= len(text) + 1
+    return text[:where] + extra + text[where:]
+
+
+def text_cases(max_length: int) -> st.SearchStrategy[Accepted[str] | Refused]:
+    """Text accepted or refused as a field of at most ``max_length``, half each."""
+    too_long = f"{max_length + 1} or more characters"
+    good = valid_texts(max_length).map(accept)
+    bad = st.one_of(
+        st.just(Refused("", "empty")),
+        st.builds(
+            lambda unit, count: unit * count,
+            st.sampled_from(["k", "é", "😀"]),
+            st.integers(max_length + 1, max_length + 5),
+        ).map(refuse(too_long)),
+        st.text(valid_chars, min_size=max_length + 1, max_size=max_length + 20).map(
+            refuse(too_long)
+        ),
+        long_text.map(refuse(too_long)),
+        st.builds(
+            inserted, valid_texts(max_length - 1), st.just("\x00"), st.integers(0)
+        ).map(refuse("a NUL")),
+        st.builds(
+            inserted, valid_texts(max_length - 1), lone_surrogates, st.integers(0)
+        ).map(refuse("a lone surrogate")),
+        st.sampled_from(BROKEN_TEXT).map(refuse("a NUL or a lone surrogate")),
+        # Any text at all, broken by a NUL or a lone surrogate.
+        st.builds(
+            inserted, hostile_text, st.just("\x00") | lone_surrogates, st.integers(0)
+        ).map(refuse("a NUL or a lone surrogate")),
+        not_strs.map(refuse("not a str")),
+    )
+    cases: st.SearchStrategy[Accepted[str] | Refused] = either(good, bad)
+    return cases
+
+
+# Idempotency keys
+
+
+class KeyStr(str):
+    pass
+
+
+# The rule by example: docs/concepts.md, "A key is a string of 1 to 255
+# characters without NUL characters."
+ACCEPTED_KEYS = [
+    ("k", "1 character"),
+    (" ", "a space"),
+    ("k" * 255, "255 characters"),
+    ("😀" * 255, "255 four-byte characters"),
+    ("capture:0190f1c2:Ab-9_~", "a scoped key"),
+    ("\\u0000", "a backslash and u0000, not a NUL"),
+    ("'); DROP TABLE django_eventlog_event; --", "SQL"),
+    (KeyStr("k"), "a str subclass"),
+]
+REFUSED_KEYS = [
+    ("", "empty"),
+    ("k" * 256, "256 characters"),
+    ("😀" * 256, "256 four-byte characters"),
+    ("k\x00", "a NUL"),
+    ("\udfff", "a lone surrogate"),
+    (1, "an int"),
+    (True, "a bool"),
+    (b"k", "bytes"),
+    (uuid.UUID(int=1), "a UUID"),
+    (["k"], "a list"),
+]
+
+idempotency_keys = st.one_of(
+    st.just(Accepted(None, None)),  # no key
+    text_cases(IDEMPOTENCY_KEY_MAX_LENGTH),
+    st.sampled_from(ACCEPTED_KEYS).map(lambda row: accept(row[0])),
+    st.sampled_from(REFUSED_KEYS).map(lambda row: Refused(*row)),
+    st.builds(KeyStr, valid_texts(5)).map(accept),
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", rows(ACCEPTED_KEYS))
+def test_accepted_keys_are_kept(key: str) -> None:
+    event = Text("first")
+    state = Log.objects.create_log(event, kind="keys", idempotency_key=key)
+    [record] = Log.objects.load(state.log_id)
+    assert record.idempotency_key == key
+    replay = key_use(key, event)
+    assert isinstance(replay, IdempotentReplay), repr(replay)
+    assert (replay.log_id, replay.event_index) == (state.log_id, 0)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("key", rows(REFUSED_KEYS))
+def test_refused_keys_are_refused(key: Any) -> None:
+    state = new_log()
+    outcomes = [
+        attempt(Log.objects.create_log, Text("k"), kind="keys", idempotency_key=key),
+        attempt(Log.objects.append, state, Text("k"), idempotency_key=key),
+        key_use(key, Text("k")),
+    ]
+    for outcome in outcomes:
+        assert type(outcome) is InvalidArgument, repr(outcome)
+        assert_explains(outcome, "idempotency_key")
+    assert Log.objects.count() == 1
+    assert len(Log.objects.load(state.log_id)) == 1
+
+
 def look_alike(key: str) -> st.SearchStrategy[str]:
     """Other keys a careless store might take for ``key``."""
+    # Made from a valid key, they have no NUL nor lone surrogate: only their
+    # length may break the rule.
     return st.sampled_from(
         [
             key.upper(),
@@ -556,15 +706,18 @@ def look_alike(key: str) -> st.SearchStrategy[str]:
             key[:-1] + "x",
             key[:-1] + "y",
         ]
-    ).filter(lambda other: other != key and valid_text(other, 255))
+    ).filter(
+        lambda other: other != key and 1 <= len(other) <= IDEMPOTENCY_KEY_MAX_LENGTH
+    )
 
 
 @pytest.mark.django_db
 @settings(hypothesis_settings, max_examples=150)
-@given(key=idempotency_keys, data=st.data())
+@given(case=idempotency_keys, data=st.data())
 def test_idempotency_keys_are_kept_exactly_or_refused(
-    key: Any, data: st.DataObject
+    case: Accepted[str | None] | Refused, data: st.DataObject
 ) -> None:
+    key = case.value
     with rolled_back():
         log_id = uuid.uuid4()
         event = Text("first")
@@ -577,7 +730,7 @@ def test_idempotency_keys_are_kept_exactly_or_refused(
         )
         hypothesis.event(f"create_log: {type(created).__name__}")
         if isinstance(created, EventLogError):
-            assert not valid_text(key, 255), f"{brief(key)} refused: {brief(created)}"
+            assert isinstance(case, Refused), f"{brief(key)} refused: {brief(created)}"
             assert type(created) is InvalidArgument
             assert_explains(created, "idempotency_key")
             assert not Log.objects.filter(pk=log_id).exists()
@@ -590,7 +743,7 @@ def test_idempotency_keys_are_kept_exactly_or_refused(
             assert Log.objects.load(state.log_id)[-1].index == 0
             return
         state = created
-        assert key is None or valid_text(key, 255), f"stored key {brief(key)}"
+        assert isinstance(case, Accepted), f"stored key {brief(key)}"
         [record] = Log.objects.load(log_id)
         assert record.idempotency_key == key
         if key is None:
@@ -635,49 +788,131 @@ def test_idempotency_keys_are_kept_exactly_or_refused(
 
 # Log ids
 
+# The rule by example: a log id is "a UUID or its string" (docs/testing.md),
+# spelled in any of these ways; here all but two spell the same KNOWN UUID.
+KNOWN = uuid.UUID("0190f1c2-7a4b-7c3d-9e8f-a1b2c3d4e5f6")
+ACCEPTED_LOG_IDS = [
+    (KNOWN, KNOWN, "a UUID"),
+    ("0190f1c2-7a4b-7c3d-9e8f-a1b2c3d4e5f6", KNOWN, "canonical"),
+    ("0190F1C2-7A4B-7C3D-9E8F-A1B2C3D4E5F6", KNOWN, "upper case"),
+    ("0190f1c27a4b7c3d9e8fa1b2c3d4e5f6", KNOWN, "32 hex digits"),
+    ("{0190f1c2-7a4b-7c3d-9e8f-a1b2c3d4e5f6}", KNOWN, "braces"),
+    ("urn:uuid:0190f1c2-7a4b-7c3d-9e8f-a1b2c3d4e5f6", KNOWN, "URN"),
+    ("00000000-0000-0000-0000-000000000000", uuid.UUID(int=0), "nil"),
+    ("ffffffff-ffff-ffff-ffff-ffffffffffff", uuid.UUID(int=2**128 - 1), "max"),
+]
+REFUSED_LOG_IDS = [
+    ("0190f1c2-7a4b-7c3d-9e8f-a1b2c3d4e5f", "35 characters"),
+    ("0190f1c2-7a4b-7c3d-9e8f-a1b2c3d4e5f60", "37 characters"),
+    ("0190f1c27a4b7c3d9e8fa1b2c3d4e5f", "31 hex digits"),
+    ("0190f1c27a4b7c3d9e8fa1b2c3d4e5f60", "33 hex digits"),
+    ("g190f1c2-7a4b-7c3d-9e8f-a1b2c3d4e5f6", "a g"),
+    ("0190f1c2\x007a4b-7c3d-9e8f-a1b2c3d4e5f6", "a NUL for a hyphen"),
+    ("", "empty"),
+    (KNOWN.int, "an int"),
+    (KNOWN.bytes, "bytes"),
+    (b"0190f1c2-7a4b-7c3d-9e8f-a1b2c3d4e5f6", "bytes of the canonical string"),
+    (1.5, "a float"),
+    (None, "None"),
+]
 
-def _spellings(value: uuid.UUID) -> list[Any]:
+
+def spellings(value: uuid.UUID) -> dict[str, Any]:
+    """The accepted spellings of ``value``, by name."""
     text = str(value)
-    return [
-        value,
-        text,
-        text.upper(),
-        value.hex,
-        "{" + text + "}",
-        "urn:uuid:" + text,
-    ]
+    return {
+        "UUID": value,
+        "canonical": text,
+        "upper case": text.upper(),
+        "32 hex digits": value.hex,
+        "braces": "{" + text + "}",
+        "URN": "urn:uuid:" + text,
+    }
 
 
-valid_log_ids = st.uuids().flatmap(lambda u: st.sampled_from(_spellings(u)))
+def spelled(value: uuid.UUID) -> st.SearchStrategy[Accepted[uuid.UUID]]:
+    """``value`` in one of its accepted spellings."""
+    return st.sampled_from(list(spellings(value).values())).map(
+        lambda spelling: Accepted(spelling, value)
+    )
+
+
+valid_log_ids = st.one_of(
+    st.uuids().flatmap(spelled),
+    st.sampled_from(ACCEPTED_LOG_IDS).map(lambda row: Accepted(row[0], row[1])),
+)
+# Characters in no spelling of a UUID: not hex digits, hyphens, braces, nor
+# in "urn:uuid:".
+NO_UUID_CHARACTERS = ["g", "z", "\x00", "\ud800"]
 bad_log_ids = st.one_of(
     # UUID-like, with a wrong length or digit.
-    st.uuids().map(lambda u: str(u)[:-1]),
-    st.uuids().map(lambda u: str(u) + "0"),
-    st.uuids().map(lambda u: u.hex[:31]),
-    st.uuids().map(lambda u: u.hex + "f"),
-    st.uuids().map(lambda u: "g" + str(u)[1:]),
-    st.uuids().map(lambda u: str(u).replace("-", "\x00", 1)),
-    st.text(),
-    hostile_text,
-    st.binary(max_size=20),
-    st.uuids().map(lambda u: u.bytes),
-    st.uuids().map(lambda u: u.int),
-    st.integers(),
-    st.floats(),
-    st.none(),
-    st.just(""),
+    st.uuids().map(lambda u: Refused(str(u)[:-1], "35 characters")),
+    st.uuids().map(lambda u: Refused(str(u) + "0", "37 characters")),
+    st.uuids().map(lambda u: Refused(u.hex[:31], "31 hex digits")),
+    st.uuids().map(lambda u: Refused(u.hex + "f", "33 hex digits")),
+    st.uuids().map(lambda u: Refused("g" + str(u)[1:], "a g")),
+    st.uuids().map(
+        lambda u: Refused(str(u).replace("-", "\x00", 1), "a NUL for a hyphen")
+    ),
+    # Any text at all, with a character no UUID is spelled with.
+    st.builds(
+        inserted,
+        st.text() | hostile_text,
+        st.sampled_from(NO_UUID_CHARACTERS),
+        st.integers(0),
+    ).map(refuse("a character of no UUID")),
+    st.sampled_from(REFUSED_LOG_IDS).map(lambda row: Refused(*row)),
+    st.binary(max_size=20).map(refuse("bytes")),
+    st.uuids().map(lambda u: Refused(u.bytes, "bytes")),
+    st.uuids().map(lambda u: Refused(u.int, "an int")),
+    st.integers().map(refuse("an int")),
+    st.floats().map(refuse("a float")),
+    st.just(Refused(None, "None")),
+    st.just(Refused("", "empty")),
 )
 log_ids = either(valid_log_ids, bad_log_ids)
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("log_id", "expected"), rows(ACCEPTED_LOG_IDS))
+def test_accepted_log_ids_name_their_log(log_id: Any, expected: uuid.UUID) -> None:
+    assert Log.objects.create_log(Whole(0), kind="ids", log_id=log_id) == LogState(
+        expected, 1
+    )
+    assert Log.objects.append(LogState(log_id, 1), Whole(1)) == LogState(expected, 2)
+    assert [r.event for r in Log.objects.load(log_id)] == [Whole(0), Whole(1)]
+    assert Log.objects.reduce(log_id, Count).log_id == expected
+    with pytest.raises(ConcurrentAppend):
+        Log.objects.create_log(Whole(0), kind="ids", log_id=log_id)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("log_id", rows(REFUSED_LOG_IDS))
+def test_refused_log_ids_are_refused(log_id: Any) -> None:
+    outcomes = [
+        attempt(Log.objects.append, LogState(log_id, 1), Whole(1)),
+        attempt(Log.objects.load, log_id),
+        attempt(Log.objects.reduce, log_id, Count),
+    ]
+    if log_id is not None:  # create_log(log_id=None) makes up an id
+        outcomes.append(
+            attempt(Log.objects.create_log, Whole(0), kind="ids", log_id=log_id)
+        )
+    for outcome in outcomes:
+        assert type(outcome) is InvalidArgument, repr(outcome)
+        assert_explains(outcome, "log id")
+    assert not Log.objects.exists()
+
+
+@pytest.mark.django_db
 @settings(hypothesis_settings, max_examples=150)
-@given(log_id=log_ids, existing=st.booleans(), asynchronous=st.booleans())
+@given(case=log_ids, existing=st.booleans(), asynchronous=st.booleans())
 def test_log_ids_name_a_log_or_are_refused(
-    log_id: Any, existing: bool, asynchronous: bool
+    case: Accepted[uuid.UUID] | Refused, existing: bool, asynchronous: bool
 ) -> None:
+    log_id = case.value
     with rolled_back():
-        target = expected_uuid(log_id)
+        target = case.means if isinstance(case, Accepted) else None
         if existing and target is not None:
             # The log this id names exists, whatever its spelling.
             Log.objects.create_log(Whole(0), kind="ids", log_id=target)
@@ -731,75 +966,143 @@ class Color(enum.IntEnum):
     RED = 1
 
 
-# The largest index the events table holds; beyond it append() refuses.
-LARGEST_SAFE_INDEX = 2**31 - 1
+# The rule by example: next_index is an int (a bool is none) from 0 to
+# INDEX_MAX; what append() does with each, on a log of two events.
+ACCEPTED_NEXT_INDICES = [
+    (2, LogState, "the log's length"),
+    (0, ConcurrentAppend, "0"),
+    (1, ConcurrentAppend, "behind"),
+    (3, ConcurrentAppend, "ahead"),
+    (INDEX_MAX, ConcurrentAppend, "2**31 - 1"),
+    (Color.RED, ConcurrentAppend, "an IntEnum"),
+]
+REFUSED_NEXT_INDICES = [
+    (-1, "negative"),
+    (-(2**31), "-2**31"),
+    (-(2**63), "-2**63"),
+    (-(2**64), "-2**64"),
+    (INDEX_MAX + 1, "2**31"),
+    (2**63, "2**63"),
+    (True, "a bool"),
+    (2.0, "a float"),
+    ("2", "a str"),
+    (None, "None"),
+    (Decimal(2), "a Decimal"),
+]
 
 valid_indices = st.one_of(
     st.just(2),  # the length of the log the test appends to
     st.integers(0, 4),
-    st.integers(0, LARGEST_SAFE_INDEX),
-    st.just(Color.RED),  # an int subclass
-)
+    st.integers(0, INDEX_MAX),
+    st.sampled_from(ACCEPTED_NEXT_INDICES).map(lambda row: row[0]),
+).map(accept)
 bad_indices = st.one_of(
-    st.integers(-(2**70), -1),
-    st.integers(LARGEST_SAFE_INDEX + 1, 2**70),
-    st.sampled_from([-(2**31), -(2**63), -(2**64), 2**31, 2**63]),
-    st.booleans(),
-    st.floats(),
-    st.text(max_size=2),
-    st.none(),
-    st.decimals(allow_nan=False),
-    st.uuids(),
-)
-log_states = either(
-    st.builds(LogState, log_id=valid_log_ids, next_index=valid_indices),
+    st.integers(-(2**70), -1).map(refuse("negative")),
+    st.integers(INDEX_MAX + 1, 2**70).map(refuse("past 2**31 - 1")),
+    st.sampled_from(REFUSED_NEXT_INDICES).map(lambda row: Refused(*row)),
+    st.booleans().map(refuse("a bool")),
     st.one_of(
-        st.builds(LogState, log_id=valid_log_ids, next_index=bad_indices),
-        st.builds(LogState, log_id=bad_log_ids, next_index=valid_indices | bad_indices),
-        # Not states at all.
+        st.floats(),
+        st.text(max_size=2),
         st.none(),
-        st.integers(),
-        st.text(max_size=3),
-        st.tuples(st.uuids(), st.integers(0, 3)),
-        st.dictionaries(st.sampled_from(["log_id", "next_index"]), st.integers()),
-        st.just(LogState),
+        st.decimals(allow_nan=False),
+        st.uuids(),
+    ).map(refuse("not an int")),
+)
+
+
+@dataclass(frozen=True)
+class StateCase:
+    """A LogState made of a log id and a next_index of known verdicts."""
+
+    log_id: Accepted[uuid.UUID] | Refused
+    next_index: Accepted[int] | Refused
+
+
+log_states = either(
+    st.builds(StateCase, valid_log_ids, valid_indices),
+    st.one_of(
+        st.builds(StateCase, valid_log_ids, bad_indices),
+        st.builds(StateCase, bad_log_ids, valid_indices | bad_indices),
+        # Not states at all.
+        st.one_of(
+            st.none(),
+            st.integers(),
+            st.text(max_size=3),
+            st.tuples(st.uuids(), st.integers(0, 3)),
+            st.dictionaries(st.sampled_from(["log_id", "next_index"]), st.integers()),
+            st.just(LogState),
+        ).map(refuse("not a LogState")),
     ),
 )
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize(("next_index", "outcome_type"), rows(ACCEPTED_NEXT_INDICES))
+def test_accepted_next_indices_append_or_conflict(
+    next_index: int, outcome_type: type[object]
+) -> None:
+    state = new_log(events=2)
+    outcome = attempt(Log.objects.append, LogState(state.log_id, next_index), Whole(2))
+    assert type(outcome) is outcome_type, repr(outcome)
+    expected = 3 if outcome_type is LogState else 2
+    assert len(Log.objects.load(state.log_id)) == expected
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("next_index", rows(REFUSED_NEXT_INDICES))
+def test_refused_next_indices_are_refused(next_index: Any) -> None:
+    state = new_log(events=2)
+    outcome = attempt(Log.objects.append, LogState(state.log_id, next_index), Whole(2))
+    assert type(outcome) is InvalidArgument, repr(outcome)
+    assert_explains(outcome, "next_index")
+    assert len(Log.objects.load(state.log_id)) == 2
+
+
+@pytest.mark.django_db
 @settings(hypothesis_settings, max_examples=200)
 @given(state=log_states, of_existing_log=st.booleans(), spelling=st.integers(0, 5))
-@example(state=LogState(uuid.UUID(int=1), 2**63), of_existing_log=True, spelling=0)
-@example(state=LogState(uuid.UUID(int=1), 2**31), of_existing_log=True, spelling=0)
+@example(
+    state=StateCase(accept(uuid.UUID(int=1)), Refused(2**63, "2**63")),
+    of_existing_log=True,
+    spelling=0,
+)
+@example(
+    state=StateCase(accept(uuid.UUID(int=1)), Refused(2**31, "2**31")),
+    of_existing_log=True,
+    spelling=0,
+)
 def test_log_states_are_appended_to_or_refused(
-    state: Any, of_existing_log: bool, spelling: int
+    state: StateCase | Refused, of_existing_log: bool, spelling: int
 ) -> None:
     with rolled_back():
         existing = new_log(events=2)
-        if of_existing_log and isinstance(state, LogState):
-            # The same index, on a log that exists (any spelling of its id).
-            state = LogState(_spellings(existing.log_id)[spelling], state.next_index)
-        outcome = attempt(Log.objects.append, state, Whole(2))
-        hypothesis.event(f"append: {type(outcome).__name__}")
-        if not isinstance(state, LogState):
+        if isinstance(state, Refused):
+            outcome = attempt(Log.objects.append, state.value, Whole(2))
+            hypothesis.event(f"append: {type(outcome).__name__}")
             assert type(outcome) is InvalidArgument, repr(outcome)
             assert_explains(outcome, "LogState")
             return
-        target = expected_uuid(state.log_id)
-        if target is None:
+        log_id, next_index = state.log_id, state.next_index
+        if of_existing_log:
+            # The same index, on a log that exists (any spelling of its id).
+            spelling_of = list(spellings(existing.log_id).values())[spelling]
+            log_id = Accepted(spelling_of, existing.log_id)
+        outcome = attempt(
+            Log.objects.append, LogState(log_id.value, next_index.value), Whole(2)
+        )
+        hypothesis.event(f"append: {type(outcome).__name__}")
+        if isinstance(log_id, Refused):
             assert type(outcome) is InvalidArgument, repr(outcome)
             assert_explains(outcome, "log id")
-        elif (
-            not valid_int(state.next_index, 0) or state.next_index > LARGEST_SAFE_INDEX
-        ):
+        elif isinstance(next_index, Refused):
             assert type(outcome) is InvalidArgument, repr(outcome)
             assert_explains(outcome, "next_index")
-        elif target != existing.log_id:
+        elif log_id.means != existing.log_id:
             assert type(outcome) is LogNotFound, repr(outcome)
-        elif state.next_index != 2:
+        elif next_index.means != 2:
             assert type(outcome) is ConcurrentAppend, repr(outcome)
-            assert_explains(outcome, str(target))
+            assert_explains(outcome, str(log_id.means))
         else:
             assert outcome == LogState(existing.log_id, 3)
         expected = 3 if isinstance(outcome, LogState) else 2
@@ -808,25 +1111,113 @@ def test_log_states_are_appended_to_or_refused(
 
 # Page bounds of load()
 
+# The rule by example (docs/concepts.md, docs/settings.md): start is an int
+# from 0 (a bool is none), past the end too; limit is None (for
+# EVENTLOG_PAGE_SIZE) or an int from 1 to EVENTLOG_MAX_PAGE_SIZE. What load()
+# gives of a log of three events, by index.
+ACCEPTED_STARTS = [
+    (0, [0, 1, 2], "0"),
+    (2, [2], "the last index"),
+    (3, [], "the length"),
+    (INDEX_MAX + 1, [], "past any index"),
+    (2**70, [], "2**70"),
+    (Color.RED, [1, 2], "an IntEnum"),
+]
+REFUSED_STARTS = [
+    (-1, "negative"),
+    (-(2**64), "-2**64"),
+    (True, "a bool"),
+    (0.0, "a float"),
+    ("0", "a str"),
+    (None, "None"),
+    (Decimal(0), "a Decimal"),
+]
+ACCEPTED_LIMITS = [
+    (None, [0, 1, 2], "None"),
+    (1, [0], "1"),
+    (2, [0, 1], "2"),
+    (MAX_PAGE_SIZE, [0, 1, 2], "EVENTLOG_MAX_PAGE_SIZE"),
+    (Color.RED, [0], "an IntEnum"),
+]
+REFUSED_LIMITS = [
+    (0, "0"),
+    (-1, "negative"),
+    (MAX_PAGE_SIZE + 1, "past EVENTLOG_MAX_PAGE_SIZE"),
+    (2**63, "2**63"),
+    (True, "a bool"),
+    (1.0, "a float"),
+    ("1", "a str"),
+]
+
 not_ints = st.one_of(
-    st.booleans(),
-    st.floats(),
-    st.text(max_size=3),
-    st.decimals(allow_nan=False),
-    st.fractions(),
-    st.lists(st.integers(), max_size=1),
+    st.booleans().map(refuse("a bool")),
+    st.one_of(
+        st.floats(),
+        st.text(max_size=3),
+        st.decimals(allow_nan=False),
+        st.fractions(),
+        st.lists(st.integers(), max_size=1),
+    ).map(refuse("not an int")),
 )
 starts = either(
-    st.integers(0, 5) | st.integers(0, 2**70) | st.just(Color.RED),
-    st.integers(max_value=-1) | st.just(-(2**64)) | st.none() | not_ints,
+    st.one_of(
+        st.integers(0, 5),
+        st.integers(0, 2**70),
+        st.sampled_from(ACCEPTED_STARTS).map(lambda row: row[0]),
+    ).map(accept),
+    st.one_of(
+        st.integers(max_value=-1).map(refuse("negative")),
+        st.sampled_from(REFUSED_STARTS).map(lambda row: Refused(*row)),
+        not_ints,
+    ),
 )
 limits = either(
-    st.none() | st.integers(1, 5) | st.integers(1, MAX_PAGE_SIZE) | st.just(Color.RED),
-    st.integers(max_value=0)
-    | st.integers(min_value=MAX_PAGE_SIZE + 1)
-    | st.sampled_from([2**31, 2**63, 2**64, 10**30])
-    | not_ints,
+    st.one_of(
+        st.just(Accepted(None, PAGE_SIZE)),
+        st.integers(1, 5).map(accept),
+        st.integers(1, MAX_PAGE_SIZE).map(accept),
+        st.just(accept(Color.RED)),
+    ),
+    st.one_of(
+        st.integers(max_value=0).map(refuse("below 1")),
+        st.integers(min_value=MAX_PAGE_SIZE + 1).map(refuse("past the maximum")),
+        st.sampled_from([2**31, 2**63, 2**64, 10**30]).map(refuse("past the maximum")),
+        st.sampled_from(REFUSED_LIMITS).map(lambda row: Refused(*row)),
+        not_ints,
+    ),
 )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("start", "indices"), rows(ACCEPTED_STARTS))
+def test_accepted_starts_give_a_page(start: int, indices: list[int]) -> None:
+    log_id = new_log(events=3).log_id
+    assert [r.index for r in Log.objects.load(log_id, start=start)] == indices
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("limit", "indices"), rows(ACCEPTED_LIMITS))
+def test_accepted_limits_give_a_page(limit: int | None, indices: list[int]) -> None:
+    log_id = new_log(events=3).log_id
+    assert [r.index for r in Log.objects.load(log_id, limit=limit)] == indices
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("start", rows(REFUSED_STARTS))
+def test_refused_starts_are_refused(start: Any) -> None:
+    log_id = new_log(events=3).log_id
+    outcome = attempt(Log.objects.load, log_id, start=start)
+    assert type(outcome) is InvalidArgument, repr(outcome)
+    assert_explains(outcome, "start")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("limit", rows(REFUSED_LIMITS))
+def test_refused_limits_are_refused(limit: Any) -> None:
+    log_id = new_log(events=3).log_id
+    outcome = attempt(Log.objects.load, log_id, limit=limit)
+    assert type(outcome) is InvalidArgument, repr(outcome)
+    assert_explains(outcome, "limit")
 
 
 @pytest.mark.django_db
@@ -838,28 +1229,31 @@ limits = either(
     asynchronous=st.booleans(),
 )
 def test_page_bounds_give_a_page_or_are_refused(
-    start: Any, limit: Any, length: int, asynchronous: bool
+    start: Accepted[int] | Refused,
+    limit: Accepted[int] | Refused,
+    length: int,
+    asynchronous: bool,
 ) -> None:
     with rolled_back():
         # length 0: a log id that names no log.
         log_id = new_log(events=length).log_id if length else uuid.uuid4()
         load = async_to_sync(Log.objects.aload) if asynchronous else Log.objects.load
-        outcome = attempt(load, log_id, start=start, limit=limit)
+        outcome = attempt(load, log_id, start=start.value, limit=limit.value)
         hypothesis.event(f"load: {type(outcome).__name__}")
-        if not valid_int(start, 0):
+        if isinstance(start, Refused):
             assert type(outcome) is InvalidArgument, repr(outcome)
             assert_explains(outcome, "start")
-        elif not (limit is None or (valid_int(limit, 1) and limit <= MAX_PAGE_SIZE)):
+        elif isinstance(limit, Refused):
             assert type(outcome) is InvalidArgument, repr(outcome)
             assert_explains(outcome, "limit")
         elif not length:
             assert type(outcome) is LogNotFound, repr(outcome)
         else:
             assert isinstance(outcome, list), repr(outcome)
-            end = start + (PAGE_SIZE if limit is None else limit)
-            assert [r.index for r in outcome] == list(range(length))[start:end]
+            end = start.means + limit.means
+            assert [r.index for r in outcome] == list(range(length))[start.means : end]
             assert [r.event for r in outcome] == [Whole(i) for i in range(length)][
-                start:end
+                start.means : end
             ]
 
 
@@ -890,44 +1284,62 @@ def not_an_aggregate() -> None:
     pass
 
 
-def _encodable(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def named_count(name: str) -> type[Aggregate]:
     """A valid aggregate whose cache key starts from a hostile name."""
     return type("NamedCount", (Count,), {"aggregate_name": name})
 
 
+# The rule by example (docs/concepts.md): an aggregate class is a subclass of
+# Aggregate that implements apply() and can be created with no arguments. A
+# refused class is refused with an error saying which of these it is not.
+NOT_A_SUBCLASS = "Aggregate subclass"
+NO_APPLY = "apply()"
+NEEDS_ARGUMENTS = "constructible with no arguments"
+AGGREGATE_CLASSES: list[Accepted[Any] | Refused] = [
+    Refused(None, NOT_A_SUBCLASS),
+    Refused(1, NOT_A_SUBCLASS),
+    Refused("tests.domain.Account", NOT_A_SUBCLASS),
+    Refused(Account(), NOT_A_SUBCLASS),
+    Refused(not_an_aggregate, NOT_A_SUBCLASS),
+    Refused(int, NOT_A_SUBCLASS),
+    Refused(dict, NOT_A_SUBCLASS),
+    Refused(object, NOT_A_SUBCLASS),
+    Refused(type, NOT_A_SUBCLASS),
+    Refused(Opened, NOT_A_SUBCLASS),
+    Refused(DomainEvent, NOT_A_SUBCLASS),
+    Refused(Aggregate, NO_APPLY),
+    Refused(NoApply, NO_APPLY),
+    Refused(NeedsArguments, NEEDS_ARGUMENTS),
+    Refused(InitArguments, NEEDS_ARGUMENTS),
+    accept(Count),
+    accept(Account),
+    accept(Collect),
+]
+
 aggregate_classes = st.one_of(
-    st.sampled_from(
-        [
-            None,
-            1,
-            "tests.domain.Account",
-            Account(),
-            not_an_aggregate,
-            int,
-            dict,
-            object,
-            type,
-            Opened,
-            DomainEvent,
-            Aggregate,
-            NoApply,
-            NeedsArguments,
-            InitArguments,
-            Count,
-            Account,
-            Collect,
-        ]
-    ),
-    st.builds(named_count, hostile_text),
+    st.sampled_from(AGGREGATE_CLASSES),
+    st.builds(named_count, hostile_text).map(accept),
 )
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(case, id=getattr(case.value, "__qualname__", repr(case.value)))
+        for case in AGGREGATE_CLASSES
+    ],
+)
+def test_aggregate_classes_by_example(case: Accepted[Any] | Refused) -> None:
+    log_id = new_log(events=2).log_id
+    outcome = attempt(Log.objects.reduce, log_id, case.value)
+    if isinstance(case, Refused):
+        assert type(outcome) is InvalidArgument, repr(outcome)
+        assert_explains(outcome, case.why)
+    else:
+        assert isinstance(outcome, Reduction), repr(outcome)
+        assert type(outcome.aggregate) is case.value
+        assert outcome.through_index == 1
 
 
 @pytest.mark.django_db
@@ -937,50 +1349,87 @@ aggregate_classes = st.one_of(
     length=st.integers(0, 3),
     asynchronous=st.booleans(),
 )
-@example(aggregate_class=named_count("\ud800"), length=1, asynchronous=False)
+@example(aggregate_class=accept(named_count("\ud800")), length=1, asynchronous=False)
 def test_aggregate_classes_reduce_or_are_refused(
-    aggregate_class: Any, length: int, asynchronous: bool
+    aggregate_class: Accepted[Any] | Refused, length: int, asynchronous: bool
 ) -> None:
     with rolled_back():
         log_id = new_log(events=length).log_id if length else uuid.uuid4()
         reduce = (
             async_to_sync(Log.objects.areduce) if asynchronous else Log.objects.reduce
         )
-        outcome = attempt(reduce, log_id, aggregate_class)
+        outcome = attempt(reduce, log_id, aggregate_class.value)
         hypothesis.event(f"reduce: {type(outcome).__name__}")
-        valid = isinstance(aggregate_class, type) and issubclass(
-            aggregate_class, (Count, Account, Collect)
-        )
-        if not (
-            isinstance(aggregate_class, type) and issubclass(aggregate_class, Aggregate)
+        if isinstance(aggregate_class, Refused) and aggregate_class.why in (
+            NOT_A_SUBCLASS,
+            NO_APPLY,
         ):
             assert type(outcome) is InvalidArgument, repr(outcome)
-            assert_explains(outcome, "Aggregate subclass")
-        elif aggregate_class in (Aggregate, NoApply):
-            assert type(outcome) is InvalidArgument, repr(outcome)
-            assert_explains(outcome, "apply()")
+            assert_explains(outcome, aggregate_class.why)
         elif not length:
             # A missing log is found missing before the aggregate is built.
             assert type(outcome) is LogNotFound, repr(outcome)
-        elif not valid:
+        elif isinstance(aggregate_class, Refused):
             assert type(outcome) is InvalidArgument, repr(outcome)
-            assert_explains(outcome, "constructible with no arguments")
+            assert_explains(outcome, NEEDS_ARGUMENTS)
         else:
             assert isinstance(outcome, Reduction), repr(outcome)
             assert outcome.through_index == length - 1
-            if issubclass(aggregate_class, Count):
+            if issubclass(aggregate_class.value, Count):
                 assert outcome.aggregate.count == length
+
+
+# Kinds
+
+# The rule by example: docs/concepts.md, a kind is "a label of your choice, up
+# to 100 characters"; like a key, at least one, no NUL, valid Unicode.
+ACCEPTED_KINDS = [
+    ("payment", "a word"),
+    ("k", "1 character"),
+    ("k" * 100, "100 characters"),
+    ("😀" * 100, "100 four-byte characters"),
+    ("'); DROP TABLE django_eventlog_log; --", "SQL"),
+    ("\\u0000", "a backslash and u0000, not a NUL"),
+    ("\u202e", "a right-to-left override"),
+    (" ", "a space"),
+]
+REFUSED_KINDS = [
+    ("", "empty"),
+    ("k" * 101, "101 characters"),
+    ("😀" * 101, "101 four-byte characters"),
+    ("a\x00b", "a NUL"),
+    ("\ud800", "a lone surrogate"),
+    (None, "None"),
+    (1, "an int"),
+    (b"payment", "bytes"),
+]
+
+kinds = st.one_of(
+    text_cases(KIND_MAX_LENGTH),
+    st.sampled_from(ACCEPTED_KINDS).map(lambda row: accept(row[0])),
+    st.sampled_from(REFUSED_KINDS).map(lambda row: Refused(*row)),
+)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", rows(ACCEPTED_KINDS))
+def test_accepted_kinds_are_kept(kind: str) -> None:
+    state = Log.objects.create_log(Whole(0), kind=kind)
+    assert Log.objects.get(pk=state.log_id).kind == kind
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", rows(REFUSED_KINDS))
+def test_refused_kinds_are_refused(kind: Any) -> None:
+    outcome = attempt(Log.objects.create_log, Whole(0), kind=kind)
+    assert type(outcome) is InvalidArgument, repr(outcome)
+    assert_explains(outcome, "kind")
+    assert not Log.objects.exists()
 
 
 # Everything create_log() takes, hostile at once
 
-kinds = st.one_of(
-    st.sampled_from(["payment", "k" * 100, "k" * 101, "😀" * 100, ""]),
-    hostile_text,
-    st.integers(),
-    st.none(),
-    st.binary(max_size=4),
-)
+NO_KEY = NEW_LOG_ID = Accepted(None, None)
 
 
 @pytest.mark.django_db
@@ -995,23 +1444,24 @@ def test_create_log_stores_exactly_or_says_what_was_wrong(
         return data.draw(strategy if name in hostile else st.just(benign), label=name)
 
     event = draw("event", Text("benign"), hostile_events)
-    kind = draw("kind", "payment", kinds)
-    log_id = draw("log_id", None, st.none() | log_ids)
-    key = draw("key", None, idempotency_keys)
+    kind = draw("kind", accept("payment"), kinds)
+    log_id = draw("log_id", NEW_LOG_ID, st.just(NEW_LOG_ID) | log_ids)
+    key = draw("key", NO_KEY, idempotency_keys)
     with rolled_back():
         wrong = []
-        if not valid_text(kind, 100):
+        if isinstance(kind, Refused):
             wrong.append("kind")
-        if log_id is not None and expected_uuid(log_id) is None:
+        # create_log(log_id=None) makes up an id.
+        if isinstance(log_id, Refused) and log_id.value is not None:
             wrong.append("log id")
-        if key is not None and not valid_text(key, 255):
+        if isinstance(key, Refused):
             wrong.append("idempotency_key")
         state = attempt(
             Log.objects.create_log,
             event,
-            kind=kind,
-            log_id=log_id,
-            idempotency_key=key,
+            kind=kind.value,
+            log_id=log_id.value,
+            idempotency_key=key.value,
         )
         hypothesis.event(f"create_log: {type(state).__name__}")
         if isinstance(state, EventEncodingError):
@@ -1024,9 +1474,10 @@ def test_create_log_stores_exactly_or_says_what_was_wrong(
             assert_explains(state, *wrong)
             return
         assert not wrong, f"stored despite a wrong {wrong}"
-        assert log_id is None or state.log_id == expected_uuid(log_id)
+        if isinstance(log_id, Accepted) and log_id.means is not None:
+            assert state.log_id == log_id.means
         log = Log.objects.get(pk=state.log_id)
-        assert log.kind == kind
+        assert log.kind == kind.value
         [record] = Log.objects.load(state.log_id)
-        assert record.idempotency_key == key
+        assert record.idempotency_key == key.value
         assert_round_trip(record.event, event)
