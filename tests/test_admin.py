@@ -43,12 +43,10 @@ from django_eventlog.admin import (
     LogAdmin,
     ReadOnlyAdmin,
 )
-from django_eventlog.checks import check_settings
 from django_eventlog.models import Event, Log, uuid7
 from testproject.payments.events import (
     Authorized,
     Captured,
-    Payment,
     PaymentRequest,
     Refunded,
     Requested,
@@ -1189,52 +1187,3 @@ def test_event_links_on_a_custom_site_stay_on_that_site(admin_client: Client) ->
         row.find(None, "field-timeline_link").find("a").attrs["href"] for row in rows
     ]
     assert (redirect["Location"], target in hrefs) == (target, True)
-
-
-# 8. System check E012
-
-
-def _check_ids() -> list[str]:
-    return [message.id for message in check_settings() if message.id]
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        {"payment": Payment},
-        {"payment": "testproject.payments.events.Payment", "account": Tally},
-        {},
-    ],
-)
-def test_valid_admin_aggregates_pass_the_checks(value: object) -> None:
-    with override_settings(EVENTLOG_ADMIN_AGGREGATES=value):
-        assert _check_ids() == []
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        (["payment"], "it must be a dict of log kind to aggregate."),
-        ("testproject.payments.events.Payment", "it must be a dict"),
-        ({1: Payment}, "it must be a dict of log kind to aggregate."),
-        (
-            {"payment": "testproject.payments.nowhere.Payment"},
-            "Cannot import aggregate",
-        ),
-        ({"payment": "NoDots"}, "Cannot import aggregate"),
-        ({"payment": "django_eventlog.models.Log"}, "is not an Aggregate subclass"),
-        ({"payment": dict}, "is not an Aggregate subclass"),
-        ({"payment": Payment()}, "is not an Aggregate subclass"),
-        ({"payment": None}, "is not an Aggregate subclass"),
-        (
-            {"payment": "django_eventlog.aggregates.Aggregate"},
-            "Aggregate does not implement apply()",
-        ),
-    ],
-)
-def test_invalid_admin_aggregates_are_error_e012(value: object, message: str) -> None:
-    with override_settings(EVENTLOG_ADMIN_AGGREGATES=value):
-        errors = check_settings()
-    assert [e.id for e in errors] == ["django_eventlog.E012"]
-    assert errors[0].msg.startswith("EVENTLOG_ADMIN_AGGREGATES: ")
-    assert message in errors[0].msg
