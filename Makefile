@@ -6,6 +6,8 @@
 #   make test PYTEST_ARGS=-x       extra pytest arguments (shell-quoted)
 #   make lint                      ruff check, ruff format --check, mypy, makemigrations --check
 #   make test-sqlite / test-postgresql
+#   make test-fast                 the fast suite, under a minute: SQLite, without the PostgreSQL,
+#                                  reliability (tests/reliability/) and browser tests
 #   make bench                     django-eventlog vs raw psycopg vs eventsourcing (BENCH_ARGS=--quick)
 #   make docs                      build the documentation into docs/_build/html (warnings are errors)
 #   make install                   (re)install the package into $(VENV)
@@ -32,10 +34,10 @@ STAMP := $(VENV)/.eventlog-installed
 
 export VENV PYTEST_ARGS FAIL_FAST
 
-.PHONY: help install lint test test-sqlite test-postgresql bench docs demo clean distclean
+.PHONY: help install lint test test-fast test-sqlite test-postgresql bench docs demo clean distclean
 
 help:
-	@sed -n '1,16p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,18p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml
 	@if [ ! -x "$(PY)" ]; then \
@@ -57,6 +59,9 @@ lint: $(STAMP)
 
 test: $(STAMP)
 	bash scripts/test.sh all
+
+test-fast: $(STAMP)
+	bash scripts/test.sh fast
 
 test-sqlite: $(STAMP)
 	bash scripts/test.sh sqlite

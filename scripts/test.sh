@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Run the checks and test suites of django-eventlog (called by `make test`).
 #
-#   scripts/test.sh [all|lint|sqlite|postgresql]...   (default: all)
+#   scripts/test.sh [all|lint|fast|sqlite|postgresql]...   (default: all)
 #
 #   lint        ruff check, ruff format --check, mypy, makemigrations --check,
 #               the docs build (warnings are errors), benchmarks at a tiny size
+#   fast        EVENTLOG_DB=sqlite pytest -m "not postgresql and not reliability and not browser":
+#               the quick check while working (under a minute); the long-running
+#               suites of tests/reliability/ run in sqlite, postgresql and all
 #   sqlite      EVENTLOG_DB=sqlite pytest -m "not postgresql"
 #   postgresql  EVENTLOG_DB=postgresql pytest   (every test, PostgreSQL ones included)
 #   all         lint, sqlite, postgresql, then both suites again on the oldest
@@ -170,6 +173,11 @@ with_prepare() {
     EVENTLOG_PG_PREPARE=$prepare "$@"
 }
 
+do_fast() {
+    step "pytest (SQLite, fast)" with_db sqlite \
+        run_pytest -m "not postgresql and not reliability and not browser"
+}
+
 do_sqlite() {
     step "pytest (SQLite)" with_db sqlite run_pytest -m "not postgresql"
 }
@@ -247,9 +255,10 @@ for target in "$@"; do
     case $target in
     all) do_lint; do_sqlite; WITH_COMPAT=1 do_postgresql ;;
     lint) do_lint ;;
+    fast) do_fast ;;
     sqlite) do_sqlite ;;
     postgresql | postgres | pg) do_postgresql ;;
-    *) echo "scripts/test.sh: unknown target '$target' (all|lint|sqlite|postgresql)" >&2; exit 2 ;;
+    *) echo "scripts/test.sh: unknown target '$target' (all|lint|fast|sqlite|postgresql)" >&2; exit 2 ;;
     esac
 done
 finish

@@ -1,19 +1,56 @@
-"""System checks of the EVENTLOG_* settings."""
+"""System checks of the EVENTLOG_* settings and of aggregates' options."""
 
 from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.test.utils import override_settings
 
+from django_eventlog import (
+    Aggregate,
+    AlwaysCache,
+    EventRecord,
+    InvalidArgument,
+    LogAgePolicy,
+)
 from django_eventlog.checks import check_settings
+from testproject.payments.events import Payment
+from tests.test_admin import Tally
 
 
-def ids() -> list[str]:
+class RefusesToBeBuilt:
+    """A policy class whose constructor raises something other than TypeError."""
+
+    def __init__(self) -> None:
+        raise InvalidArgument("needs configuration")
+
+    def should_cache(self, reduction: Any) -> bool:
+        return True
+
+
+def check_ids() -> list[str]:
     return [message.id for message in check_settings() if message.id]
 
 
 def test_defaults_pass() -> None:
-    assert ids() == []
+    assert check_ids() == []
+
+
+@pytest.mark.django_db  # Django 6's own checks read the database
+def test_checks_are_registered_with_django() -> None:
+    from django.core import checks
+
+    with override_settings(EVENTLOG_CHUNK_SIZE=0):
+        found = [m.id for m in checks.run_checks()]
+    assert "django_eventlog.E001" in found
+
+
+# Sizes: E001-E004
 
 
 @pytest.mark.parametrize(
@@ -29,30 +66,304 @@ def test_non_positive_integers_are_errors(
     setting: str, check_id: str, value: object
 ) -> None:
     with override_settings(**{setting: value}):
-        assert ids() == [check_id]
+        assert check_ids() == [check_id]
 
 
 def test_page_size_above_maximum_is_an_error() -> None:
     with override_settings(EVENTLOG_PAGE_SIZE=500, EVENTLOG_MAX_PAGE_SIZE=100):
-        assert ids() == ["django_eventlog.E004"]
+        assert check_ids() == ["django_eventlog.E004"]
 
 
-@pytest.mark.django_db  # Django 6's own checks read the database
-def test_checks_are_registered_with_django() -> None:
-    from django.core import checks
+# Caching: E005-E008, E013
 
-    with override_settings(EVENTLOG_CHUNK_SIZE=0):
-        found = [m.id for m in checks.run_checks()]
-    assert "django_eventlog.E001" in found
+
+def test_e005_cache_alias_not_in_caches() -> None:
+    with override_settings(EVENTLOG_CACHE_ALIAS="missing"):
+        messages = check_settings()
+    assert [m.id for m in messages] == ["django_eventlog.E005"]
+    assert "'missing'" in messages[0].msg
+    with override_settings(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
+        EVENTLOG_CACHE_ALIAS="default",
+    ):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("no_such_module.Policy", "Cannot import caching policy"),
+        ("nodots", "Cannot import caching policy"),
+        ("django_eventlog.policies.NoSuchPolicy", "Cannot import caching policy"),
+        ("django_eventlog.conf.DEFAULTS", "has no should_cache() method"),
+        (object(), "has no should_cache() method"),
+        (5, "has no should_cache() method"),
+        (None, "has no should_cache() method"),
+    ],
+)
+def test_e006_bad_policy_setting(value: object, expected: str) -> None:
+    with override_settings(EVENTLOG_CACHE_POLICY=value):
+        messages = check_settings()
+    assert [m.id for m in messages] == ["django_eventlog.E006"]
+    assert messages[0].msg.startswith("EVENTLOG_CACHE_POLICY: ")
+    assert expected in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "django_eventlog.policies.NeverCache",
+        "django_eventlog.policies.LogLengthPolicy",
+        "tests.test_policies.AT_LEAST_THREE",
+        LogAgePolicy.until(timedelta(days=1)),
+    ],
+)
+def test_good_policy_settings_pass(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_POLICY=value):
+        assert check_ids() == []
+
+
+def test_e006_policy_class_that_needs_arguments() -> None:
+    with override_settings(EVENTLOG_CACHE_POLICY="tests.domain.Opened"):
+        assert check_ids() == ["django_eventlog.E006"]
+
+
+def test_e006_reports_a_policy_class_whose_constructor_raises() -> None:
+    path = "tests.test_checks.RefusesToBeBuilt"
+    with override_settings(EVENTLOG_CACHE_POLICY=path):
+        messages = check_settings()
+    assert [m.id for m in messages] == ["django_eventlog.E006"]
+    assert "needs configuration" in messages[0].msg
+
+
+@pytest.mark.parametrize("value", [0, -1, "60", 1.5, True])
+def test_e007_bad_timeout(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_TIMEOUT=value):
+        assert check_ids() == ["django_eventlog.E007"]
+
+
+@pytest.mark.parametrize("value", [None, 1, 86400 * 365])
+def test_good_timeouts_pass(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_TIMEOUT=value):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    "value", ["", "a b", "a:b", "a*", "é", "x" * 51, 5, None, b"eventlog"]
+)
+def test_e008_bad_key_prefix(value: object) -> None:
+    with override_settings(EVENTLOG_CACHE_KEY_PREFIX=value):
+        assert check_ids() == ["django_eventlog.E008"]
+
+
+@pytest.mark.parametrize("value", ["x", "my-app.v2_cache", "x" * 50])
+def test_good_key_prefixes_pass(value: str) -> None:
+    with override_settings(EVENTLOG_CACHE_KEY_PREFIX=value):
+        assert check_ids() == []
 
 
 @pytest.mark.parametrize("value", [1, 0, "yes", None])
 def test_write_behind_must_be_a_bool(value: object) -> None:
     with override_settings(EVENTLOG_CACHE_WRITE_BEHIND=value):
-        assert ids() == ["django_eventlog.E013"]
+        assert check_ids() == ["django_eventlog.E013"]
 
 
 @pytest.mark.parametrize("value", [True, False])
 def test_write_behind_bools_pass(value: bool) -> None:
     with override_settings(EVENTLOG_CACHE_WRITE_BEHIND=value):
-        assert ids() == []
+        assert check_ids() == []
+
+
+# Aggregate options: E009-E011
+
+
+def _apply(self: Aggregate, record: EventRecord) -> None:
+    pass
+
+
+_OPTIONS = ("cache_policy", "cache_timeout", "version")
+
+
+@pytest.fixture
+def defined_here() -> Iterator[list[weakref.ref[type[Aggregate]]]]:
+    """Weak references to the aggregate classes a test defines.
+
+    A passing test deletes its classes and checks that they were collected.
+    A failing one keeps them alive in its traceback, where the checks of later
+    tests would still find them: their options are reset to valid ones.
+    """
+    refs: list[weakref.ref[type[Aggregate]]] = []
+    yield refs
+    for ref in refs:
+        cls = ref()
+        if cls is not None:
+            for option in _OPTIONS:
+                if option in cls.__dict__:
+                    delattr(cls, option)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "check_id", "message"),
+    [
+        (
+            "cache_policy",
+            object(),
+            "E009",
+            "cache_policy must be an instance with should_cache().",
+        ),
+        (
+            "cache_policy",
+            "django_eventlog.policies.NeverCache",  # a path is a setting's form
+            "E009",
+            "cache_policy must be an instance with should_cache().",
+        ),
+        ("cache_timeout", 0, "E010", "cache_timeout must be positive seconds or None."),
+        (
+            "cache_timeout",
+            -5,
+            "E010",
+            "cache_timeout must be positive seconds or None.",
+        ),
+        (
+            "cache_timeout",
+            "60",
+            "E010",
+            "cache_timeout must be positive seconds or None.",
+        ),
+        (
+            "cache_timeout",
+            1.5,
+            "E010",
+            "cache_timeout must be positive seconds or None.",
+        ),
+        (
+            "cache_timeout",
+            True,
+            "E010",
+            "cache_timeout must be positive seconds or None.",
+        ),
+        ("version", 0, "E011", "version must be a positive integer."),
+        ("version", -1, "E011", "version must be a positive integer."),
+        ("version", "2", "E011", "version must be a positive integer."),
+        ("version", None, "E011", "version must be a positive integer."),
+        ("version", True, "E011", "version must be a positive integer."),
+    ],
+)
+def test_e009_e010_e011_bad_aggregate_options(
+    defined_here: list[weakref.ref[type[Aggregate]]],
+    attribute: str,
+    value: object,
+    check_id: str,
+    message: str,
+) -> None:
+    bad = type(
+        "BadAggregate",
+        (Aggregate,),
+        {attribute: value, "apply": _apply, "__module__": __name__},
+    )
+
+    class ChildOfBad(bad):  # type: ignore[valid-type,misc]
+        pass
+
+    defined_here.extend([weakref.ref(bad), weakref.ref(ChildOfBad)])
+
+    found = [(m.id, m.obj, m.msg) for m in check_settings()]
+    assert found == [
+        (f"django_eventlog.{check_id}", bad, f"{__name__}.BadAggregate.{message}"),
+        # Subclasses of subclasses are checked too, and inherit the option.
+        (
+            f"django_eventlog.{check_id}",
+            ChildOfBad,
+            f"{__name__}.{ChildOfBad.__qualname__}.{message}",
+        ),
+    ]
+
+    del bad, ChildOfBad, found
+    gc.collect()
+    # Once collected they no longer exist for the checks (nor for other tests).
+    assert [ref() for ref in defined_here] == [None, None]
+    assert check_ids() == []
+
+
+def test_one_aggregate_with_every_option_wrong(
+    defined_here: list[weakref.ref[type[Aggregate]]],
+) -> None:
+    class Broken(Aggregate):
+        cache_policy = 42  # type: ignore[assignment]
+        cache_timeout = -1
+        version = 0
+
+        def apply(self, record: EventRecord) -> None:
+            pass
+
+    defined_here.append(weakref.ref(Broken))
+    messages = [(m.id, m.obj) for m in check_settings()]
+    assert messages == [
+        ("django_eventlog.E009", Broken),
+        ("django_eventlog.E010", Broken),
+        ("django_eventlog.E011", Broken),
+    ]
+
+    del Broken, messages
+    gc.collect()
+    assert defined_here[0]() is None
+    assert check_ids() == []
+
+
+def test_e009_a_policy_class_instead_of_an_instance(
+    defined_here: list[weakref.ref[type[Aggregate]]],
+) -> None:
+    class ClassNotInstance(Aggregate):
+        cache_policy = AlwaysCache  # type: ignore[assignment]
+
+        def apply(self, record: EventRecord) -> None:
+            pass
+
+    defined_here.append(weakref.ref(ClassNotInstance))
+    ids = [m.id for m in check_settings() if m.obj is ClassNotInstance]
+    assert ids == ["django_eventlog.E009"]
+
+
+# Admin aggregates: E012
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"payment": Payment},
+        {"payment": "testproject.payments.events.Payment", "account": Tally},
+        {},
+    ],
+)
+def test_valid_admin_aggregates_pass_the_checks(value: object) -> None:
+    with override_settings(EVENTLOG_ADMIN_AGGREGATES=value):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["payment"], "it must be a dict of log kind to aggregate."),
+        ("testproject.payments.events.Payment", "it must be a dict"),
+        ({1: Payment}, "it must be a dict of log kind to aggregate."),
+        (
+            {"payment": "testproject.payments.nowhere.Payment"},
+            "Cannot import aggregate",
+        ),
+        ({"payment": "NoDots"}, "Cannot import aggregate"),
+        ({"payment": "django_eventlog.models.Log"}, "is not an Aggregate subclass"),
+        ({"payment": dict}, "is not an Aggregate subclass"),
+        ({"payment": Payment()}, "is not an Aggregate subclass"),
+        ({"payment": None}, "is not an Aggregate subclass"),
+        (
+            {"payment": "django_eventlog.aggregates.Aggregate"},
+            "Aggregate does not implement apply()",
+        ),
+    ],
+)
+def test_invalid_admin_aggregates_are_error_e012(value: object, message: str) -> None:
+    with override_settings(EVENTLOG_ADMIN_AGGREGATES=value):
+        errors = check_settings()
+    assert [e.id for e in errors] == ["django_eventlog.E012"]
+    assert errors[0].msg.startswith("EVENTLOG_ADMIN_AGGREGATES: ")
+    assert message in errors[0].msg

@@ -15,7 +15,6 @@ from django.core.exceptions import PermissionDenied
 from django.db import connection
 from django.http import Http404, HttpRequest, HttpResponse
 from django.test import RequestFactory
-from django.test.utils import override_settings
 
 from django_eventlog import (
     EventDecodingError,
@@ -24,21 +23,10 @@ from django_eventlog import (
     Log,
     http,
 )
-from django_eventlog.checks import check_settings
 from django_eventlog.events import decode_event
 from django_eventlog.models import Event
 from django_eventlog.signals import reduced
 from tests.domain import Account, Deposited, Opened
-
-
-class RefusesToBeBuilt:
-    """A policy class whose constructor raises something other than TypeError."""
-
-    def __init__(self) -> None:
-        raise InvalidArgument("needs configuration")
-
-    def should_cache(self, reduction: Any) -> bool:
-        return True
 
 
 def plant_undecodable(log_id: uuid.UUID, index: int) -> None:
@@ -171,14 +159,3 @@ def test_if_match_state_refuses_a_malformed_log_id(rf: RequestFactory) -> None:
         return HttpResponse()
 
     assert view(request).status_code == 400
-
-
-# System check E006
-
-
-def test_e006_reports_a_policy_class_whose_constructor_raises() -> None:
-    path = "tests.test_error_paths.RefusesToBeBuilt"
-    with override_settings(EVENTLOG_CACHE_POLICY=path):
-        messages = check_settings()
-    assert [m.id for m in messages] == ["django_eventlog.E006"]
-    assert "needs configuration" in messages[0].msg

@@ -1,11 +1,9 @@
-"""Caching policies, cache timeouts, and the system checks of both."""
+"""Caching policies and cache timeouts."""
 
 from __future__ import annotations
 
-import gc
 import time
 import uuid
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,7 +14,6 @@ from typing import Any
 import pytest
 from django.core.cache import BaseCache, caches
 from django.core.cache.backends.locmem import LocMemCache
-from django.test.utils import override_settings
 from django.utils import timezone
 
 from django_eventlog import (
@@ -35,7 +32,6 @@ from django_eventlog import (
     policies,
 )
 from django_eventlog.caching import cache_key
-from django_eventlog.checks import check_settings
 from tests.domain import Account, Deposited, Opened
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=dt_timezone.utc)
@@ -541,238 +537,3 @@ def test_entries_expire_after_their_timeout(
     time.sleep(1.1)
     assert eventlog_cache.get(cache_key(Account, log_id)) is None
     assert eventlog_cache.get(cache_key(LongLivedTotal, log_id)) is not None
-
-
-# System checks E005-E011
-
-
-def check_ids() -> list[str]:
-    return [message.id for message in check_settings() if message.id]
-
-
-def test_the_cache_settings_pass_by_default() -> None:
-    assert check_ids() == []
-
-
-def test_e005_cache_alias_not_in_caches() -> None:
-    with override_settings(EVENTLOG_CACHE_ALIAS="missing"):
-        messages = check_settings()
-    assert [m.id for m in messages] == ["django_eventlog.E005"]
-    assert "'missing'" in messages[0].msg
-    with override_settings(
-        CACHES={"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}},
-        EVENTLOG_CACHE_ALIAS="default",
-    ):
-        assert check_ids() == []
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("no_such_module.Policy", "Cannot import caching policy"),
-        ("nodots", "Cannot import caching policy"),
-        ("django_eventlog.policies.NoSuchPolicy", "Cannot import caching policy"),
-        ("django_eventlog.conf.DEFAULTS", "has no should_cache() method"),
-        (object(), "has no should_cache() method"),
-        (5, "has no should_cache() method"),
-        (None, "has no should_cache() method"),
-    ],
-)
-def test_e006_bad_policy_setting(value: object, expected: str) -> None:
-    with override_settings(EVENTLOG_CACHE_POLICY=value):
-        messages = check_settings()
-    assert [m.id for m in messages] == ["django_eventlog.E006"]
-    assert messages[0].msg.startswith("EVENTLOG_CACHE_POLICY: ")
-    assert expected in messages[0].msg
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        "django_eventlog.policies.NeverCache",
-        "django_eventlog.policies.LogLengthPolicy",
-        "tests.test_policies.AT_LEAST_THREE",
-        LogAgePolicy.until(DAY),
-    ],
-)
-def test_good_policy_settings_pass(value: object) -> None:
-    with override_settings(EVENTLOG_CACHE_POLICY=value):
-        assert check_ids() == []
-
-
-def test_e006_policy_class_that_needs_arguments() -> None:
-    with override_settings(EVENTLOG_CACHE_POLICY="tests.domain.Opened"):
-        assert check_ids() == ["django_eventlog.E006"]
-
-
-@pytest.mark.parametrize("value", [0, -1, "60", 1.5, True])
-def test_e007_bad_timeout(value: object) -> None:
-    with override_settings(EVENTLOG_CACHE_TIMEOUT=value):
-        assert check_ids() == ["django_eventlog.E007"]
-
-
-@pytest.mark.parametrize("value", [None, 1, 86400 * 365])
-def test_good_timeouts_pass(value: object) -> None:
-    with override_settings(EVENTLOG_CACHE_TIMEOUT=value):
-        assert check_ids() == []
-
-
-@pytest.mark.parametrize(
-    "value", ["", "a b", "a:b", "a*", "é", "x" * 51, 5, None, b"eventlog"]
-)
-def test_e008_bad_key_prefix(value: object) -> None:
-    with override_settings(EVENTLOG_CACHE_KEY_PREFIX=value):
-        assert check_ids() == ["django_eventlog.E008"]
-
-
-@pytest.mark.parametrize("value", ["x", "my-app.v2_cache", "x" * 50])
-def test_good_key_prefixes_pass(value: str) -> None:
-    with override_settings(EVENTLOG_CACHE_KEY_PREFIX=value):
-        assert check_ids() == []
-
-
-def _apply(self: Aggregate, record: EventRecord) -> None:
-    pass
-
-
-_OPTIONS = ("cache_policy", "cache_timeout", "version")
-
-
-@pytest.fixture
-def defined_here() -> Iterator[list[weakref.ref[type[Aggregate]]]]:
-    """Weak references to the aggregate classes a test defines.
-
-    A passing test deletes its classes and checks that they were collected.
-    A failing one keeps them alive in its traceback, where the checks of later
-    tests would still find them: their options are reset to valid ones.
-    """
-    refs: list[weakref.ref[type[Aggregate]]] = []
-    yield refs
-    for ref in refs:
-        cls = ref()
-        if cls is not None:
-            for option in _OPTIONS:
-                if option in cls.__dict__:
-                    delattr(cls, option)
-
-
-@pytest.mark.parametrize(
-    ("attribute", "value", "check_id", "message"),
-    [
-        (
-            "cache_policy",
-            object(),
-            "E009",
-            "cache_policy must be an instance with should_cache().",
-        ),
-        (
-            "cache_policy",
-            "django_eventlog.policies.NeverCache",  # a path is a setting's form
-            "E009",
-            "cache_policy must be an instance with should_cache().",
-        ),
-        ("cache_timeout", 0, "E010", "cache_timeout must be positive seconds or None."),
-        (
-            "cache_timeout",
-            -5,
-            "E010",
-            "cache_timeout must be positive seconds or None.",
-        ),
-        (
-            "cache_timeout",
-            "60",
-            "E010",
-            "cache_timeout must be positive seconds or None.",
-        ),
-        (
-            "cache_timeout",
-            1.5,
-            "E010",
-            "cache_timeout must be positive seconds or None.",
-        ),
-        (
-            "cache_timeout",
-            True,
-            "E010",
-            "cache_timeout must be positive seconds or None.",
-        ),
-        ("version", 0, "E011", "version must be a positive integer."),
-        ("version", -1, "E011", "version must be a positive integer."),
-        ("version", "2", "E011", "version must be a positive integer."),
-        ("version", None, "E011", "version must be a positive integer."),
-        ("version", True, "E011", "version must be a positive integer."),
-    ],
-)
-def test_e009_e010_e011_bad_aggregate_options(
-    defined_here: list[weakref.ref[type[Aggregate]]],
-    attribute: str,
-    value: object,
-    check_id: str,
-    message: str,
-) -> None:
-    bad = type(
-        "BadAggregate",
-        (Aggregate,),
-        {attribute: value, "apply": _apply, "__module__": __name__},
-    )
-
-    class ChildOfBad(bad):  # type: ignore[valid-type,misc]
-        pass
-
-    defined_here.extend([weakref.ref(bad), weakref.ref(ChildOfBad)])
-
-    found = [(m.id, m.obj, m.msg) for m in check_settings()]
-    assert found == [
-        (f"django_eventlog.{check_id}", bad, f"{__name__}.BadAggregate.{message}"),
-        # Subclasses of subclasses are checked too, and inherit the option.
-        (
-            f"django_eventlog.{check_id}",
-            ChildOfBad,
-            f"{__name__}.{ChildOfBad.__qualname__}.{message}",
-        ),
-    ]
-
-    del bad, ChildOfBad, found
-    gc.collect()
-    # Once collected they no longer exist for the checks (nor for other tests).
-    assert [ref() for ref in defined_here] == [None, None]
-    assert check_ids() == []
-
-
-def test_one_aggregate_with_every_option_wrong(
-    defined_here: list[weakref.ref[type[Aggregate]]],
-) -> None:
-    class Broken(Aggregate):
-        cache_policy = 42  # type: ignore[assignment]
-        cache_timeout = -1
-        version = 0
-
-        def apply(self, record: EventRecord) -> None:
-            pass
-
-    defined_here.append(weakref.ref(Broken))
-    messages = [(m.id, m.obj) for m in check_settings()]
-    assert messages == [
-        ("django_eventlog.E009", Broken),
-        ("django_eventlog.E010", Broken),
-        ("django_eventlog.E011", Broken),
-    ]
-
-    del Broken, messages
-    gc.collect()
-    assert defined_here[0]() is None
-    assert check_ids() == []
-
-
-def test_e009_a_policy_class_instead_of_an_instance(
-    defined_here: list[weakref.ref[type[Aggregate]]],
-) -> None:
-    class ClassNotInstance(Aggregate):
-        cache_policy = AlwaysCache  # type: ignore[assignment]
-
-        def apply(self, record: EventRecord) -> None:
-            pass
-
-    defined_here.append(weakref.ref(ClassNotInstance))
-    ids = [m.id for m in check_settings() if m.obj is ClassNotInstance]
-    assert ids == ["django_eventlog.E009"]

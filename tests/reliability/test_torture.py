@@ -91,7 +91,7 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "artifacts" / "reliability.txt"
 KIND = "torture"
 SEEDED_LOGS = 20  # created by the parent before the workers start

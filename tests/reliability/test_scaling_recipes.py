@@ -44,7 +44,7 @@ from tests.conftest import ON_POSTGRESQL, stats_delta
 from tests.domain import Account, Deposited, Opened
 from tests.redis_server import free_port
 
-RECIPES = Path(__file__).resolve().parent.parent / "docs" / "recipes"
+RECIPES = Path(__file__).resolve().parents[2] / "docs" / "recipes"
 PARTITIONED_EVENTS_SQL = RECIPES / "partitioned_events.sql"
 EVENT_LOG_ROUTER = "docs.recipes.routers.EventLogRouter"
 READ_REPLICA_ROUTER = "docs.recipes.routers.ReadReplicaRouter"

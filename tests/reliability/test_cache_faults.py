@@ -215,7 +215,7 @@ class SlowBrokenCache(BaseCache):
 def slow_broken_cache(settings: Any) -> list[str]:
     settings.CACHES = {
         **settings.CACHES,
-        "eventlog": {"BACKEND": "tests.test_cache_faults.SlowBrokenCache"},
+        "eventlog": {"BACKEND": "tests.reliability.test_cache_faults.SlowBrokenCache"},
     }
     settings.EVENTLOG_CACHE_ALIAS = "eventlog"
     SlowBrokenCache.calls = []
