@@ -59,11 +59,11 @@ def _event_params(
     ]
 
 
-def _savepoint(using: str) -> Any:
+def _savepoint(connection: BaseDatabaseWrapper) -> Any:
     # Inside the caller's transaction a savepoint keeps it usable if the
     # statement fails; in autocommit a single statement is atomic by itself.
-    if connections[using].in_atomic_block:
-        return transaction.atomic(using=using)
+    if connection.in_atomic_block:
+        return transaction.atomic(using=connection.alias)
     return nullcontext()
 
 
@@ -91,7 +91,7 @@ def insert_log(
             cursor.execute(sql.insert_first_event, event_params)
         return
     # One statement, atomic by itself: no BEGIN and COMMIT round trips.
-    with _savepoint(using), connection.cursor() as cursor:
+    with _savepoint(connection), connection.cursor() as cursor:
         cursor.execute(sql.create_log, log_params + event_params)
 
 
@@ -114,7 +114,7 @@ def insert_event(
     else:
         query = sql.insert_event_if_previous
         params.extend([params[0], index - 1])
-    with _savepoint(using), connection.cursor() as cursor:
+    with _savepoint(connection), connection.cursor() as cursor:
         cursor.execute(query, params)
         return bool(cursor.rowcount == 1)
 
@@ -219,19 +219,21 @@ def stream_rows(
     ``through`` (a range known to be wanted whole) every row streams from
     the one cursor.
     """
+    if through is None:
+        first = page_rows(using, log_id, start, chunk_size)
+        yield from first
+        if len(first) < chunk_size:
+            return
+        start = first[-1][0] + 1
+        del first  # memory stays one chunk deep while the rest streams
     connection = connections[using]
     sql = statements(connection)
-    params: list[Any] = [db_uuid(log_id, connection)]
+    params: list[Any] = [db_uuid(log_id, connection), start]
     if through is None:
-        rows = page_rows(using, log_id, start, chunk_size)
-        yield from rows
-        if len(rows) < chunk_size:
-            return
         query = sql.select_from
-        params.append(rows[-1][0] + 1)
     else:
         query = sql.select_through
-        params.extend([start, through])
+        params.append(through)
     yield from _cursor_rows(connection, query, params, chunk_size)
 
 

@@ -61,14 +61,15 @@ def decode_rows(
 ) -> Iterator[EventRecord]:
     """Decode one log's rows into records, as :class:`RecordDecoder` does.
 
-    The loop of every reduce: it inlines what the decoder's call does.
+    The loop of every reduce, kept flat: one dict lookup per row finds the
+    decoder of its type.
     """
-    decoder = RecordDecoder(using)
-    convert, decoders = decoder.convert, decoder.decoders
+    convert = statements(connections[using]).convert_recorded_at
+    decoders: dict[str, Callable[[str], DomainEvent]] = {}
     for index, type_name, payload, recorded_at, key in rows:
         decode = decoders.get(type_name)
         if decode is None:
-            decode = decoder.decoder(type_name)
+            decode = decoders[type_name] = event_decoder(type_name)
         try:
             event = decode(payload)
         except DECODE_ERRORS as e:

@@ -101,7 +101,7 @@ class Statements:
         )
         self.insert_event_if_previous = (
             f"{insert_select}EXISTS (SELECT 1 FROM {event_table} "
-            f"WHERE {log} = %s AND {index} = %s)"
+            f"WHERE {bare('log')} = %s AND {bare('index')} = %s)"
         )
 
         # The read path: the payload as JSON text, which msgspec decodes into
@@ -134,7 +134,8 @@ class Statements:
             f"WHERE {key} = %s"
         )
         self.select_event_exists = (
-            f"SELECT 1 FROM {event_table} WHERE {log} = %s AND {index} = %s"
+            f"SELECT 1 FROM {event_table} "
+            f"WHERE {bare('log')} = %s AND {bare('index')} = %s"
         )
 
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)

@@ -9,6 +9,7 @@ into the library's errors.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import datetime
 from typing import TypeVar, cast
@@ -171,12 +172,9 @@ class BaseLogManager(models.Manager[M]):
         the end returns ``[]``; a missing log raises ``LogNotFound``.
         """
         log_id = parse_log_id(log_id)
-        start, limit = check_page(
-            start,
-            limit,
-            default=conf.EVENTLOG_PAGE_SIZE,
-            maximum=conf.EVENTLOG_MAX_PAGE_SIZE,
-        )
+        if limit is None:
+            limit = conf.EVENTLOG_PAGE_SIZE
+        start, limit = check_page(start, limit, maximum=conf.EVENTLOG_MAX_PAGE_SIZE)
         using = self._read_db()
         rows = queries.page_rows(using, log_id, start, limit)
         records = list(decode_rows(using, log_id, rows))
@@ -340,6 +338,7 @@ class BaseLogManager(models.Manager[M]):
         return error
 
 
+@functools.cache
 def _event_model() -> type[models.Model]:
     # The app registry, not an import: the models module imports this one.
     return apps.get_model("django_eventlog", "Event")

@@ -104,12 +104,10 @@ def check_state(state: object) -> tuple[uuid.UUID, int]:
     return log_id, index
 
 
-def check_page(
-    start: object, limit: object, *, default: int, maximum: int
-) -> tuple[int, int]:
-    """Return the ``start`` and ``limit`` of a page (``default`` for no limit)."""
+def check_page(start: object, limit: object, *, maximum: int) -> tuple[int, int]:
+    """Return the ``start`` and ``limit`` of a page of at most ``maximum`` events."""
     start = check_int("start", start, 0)
-    limit = default if limit is None else check_int("limit", limit, 1)
+    limit = check_int("limit", limit, 1)
     if limit > maximum:
         raise InvalidArgument(
             f"limit may be at most EVENTLOG_MAX_PAGE_SIZE ({maximum}), got {limit}."
