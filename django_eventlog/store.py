@@ -25,6 +25,7 @@ from .conf import conf
 from .events import DomainEvent, decode_event, encode_event
 from .exceptions import (
     ConcurrentAppend,
+    EventLogError,
     IdempotencyConflict,
     IdempotentReplay,
     InvalidArgument,
@@ -107,8 +108,9 @@ class BaseLogManager(models.Manager[M]):
         again, re-check the business rules, append with the new state);
         ``IdempotentReplay`` naming the original event when the key was used
         for an equal event; ``IdempotencyConflict`` when it was used for
-        another event; ``LogNotFound``; ``EventEncodingError`` or
-        ``InvalidArgument`` for bad input.
+        another event (a used key wins over every other answer, even for a
+        state ahead of the log or a missing log); ``LogNotFound``;
+        ``EventEncodingError`` or ``InvalidArgument`` for bad input.
         """
         payload = encode_event(event)
         log_id, index = check_state(state)
@@ -121,9 +123,7 @@ class BaseLogManager(models.Manager[M]):
         except IntegrityError as e:
             raise self._explain(using, e, log_id, index, event, key) from e
         if not inserted:
-            if not self._exists(using, log_id):
-                raise LogNotFound(log_id)
-            raise ConcurrentAppend(log_id)
+            raise self._refused(using, log_id, event, key)
         return LogState(log_id, index + 1)
 
     def reduce(self, log_id: uuid.UUID | str, aggregate_class: type[A]) -> Reduction[A]:
@@ -312,6 +312,19 @@ class BaseLogManager(models.Manager[M]):
         if type_name == event.type_name and _decodes_to(type_name, stored, event):
             return IdempotentReplay(key, log_id, index)
         return IdempotencyConflict(key, log_id, index)
+
+    def _refused(
+        self, using: str, log_id: uuid.UUID, event: DomainEvent, key: str | None
+    ) -> EventLogError:
+        """Why an append inserted no row: a used key wins over the state."""
+        # The key is consulted only here, off the path of a successful append.
+        if key is not None:
+            used = self._key_use(using, key, event)
+            if used is not None:
+                return used
+        if not self._exists(using, log_id):
+            return LogNotFound(log_id)
+        return ConcurrentAppend(log_id)
 
     def _explain(
         self,
