@@ -130,4 +130,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="django_eventlog.E011",
                 )
             )
+    if not is_positive_int(setting("EVENTLOG_MAX_EVENT_SIZE")):
+        errors.append(
+            Error(
+                "EVENTLOG_MAX_EVENT_SIZE must be a positive integer (bytes).",
+                hint="Remove it to use the default, "
+                f"{DEFAULTS['EVENTLOG_MAX_EVENT_SIZE']} (1 MiB).",
+                id="django_eventlog.E016",
+            )
+        )
     return errors

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
 from .exceptions import InvalidArgument
@@ -39,6 +40,8 @@ DEFAULTS: dict[str, Any] = {
     # Log kind -> Aggregate class (or its dotted path) whose state the admin
     # timeline shows after each event.
     "EVENTLOG_ADMIN_AGGREGATES": {},
+    # Largest event accepted, in bytes of its encoded JSON (1 MiB).
+    "EVENTLOG_MAX_EVENT_SIZE": 1_048_576,
 }
 
 
@@ -92,6 +95,10 @@ class Settings:
             for kind, value in dict(self._get("EVENTLOG_ADMIN_AGGREGATES")).items()
         }
 
+    @property
+    def EVENTLOG_MAX_EVENT_SIZE(self) -> int:
+        return int(self._get("EVENTLOG_MAX_EVENT_SIZE"))
+
 
 def load_aggregate(value: object) -> type[Aggregate]:
     """Return the Aggregate subclass a setting names: the class or its path."""
@@ -140,3 +147,21 @@ def _import_policy(path: str) -> CachingPolicy:
 
 
 conf = Settings()
+
+
+@functools.cache
+def max_event_size() -> int:
+    """``EVENTLOG_MAX_EVENT_SIZE``, read once until a setting changes.
+
+    Every create and append reads it: an absent setting costs Django's
+    ``getattr`` a raised ``AttributeError`` each time (about 4 us).
+    """
+    return conf.EVENTLOG_MAX_EVENT_SIZE
+
+
+def _forget_max_event_size(*, setting: str, **kwargs: Any) -> None:
+    if setting == "EVENTLOG_MAX_EVENT_SIZE":
+        max_event_size.cache_clear()
+
+
+setting_changed.connect(_forget_max_event_size, dispatch_uid=__name__ + ".max_event")

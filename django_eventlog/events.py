@@ -117,33 +117,36 @@ def registered_type_names() -> list[str]:
     return sorted(_registry)
 
 
-def encode_event(event: DomainEvent) -> str:
+def encode_event(event: DomainEvent, max_size: int | None = None) -> str:
     """Encode an event to JSON text that decodes back to an equal event.
 
     Raise :class:`EventEncodingError` when it cannot be, before anything is
     stored: a field value of a type JSON cannot hold, a value that does not
-    match its declared type, a float NaN or infinity, a NUL character.
+    match its declared type, a float NaN or infinity, a NUL character, or
+    JSON longer than ``max_size`` bytes (``EVENTLOG_MAX_EVENT_SIZE``).
     """
     if not isinstance(event, DomainEvent):
         raise EventEncodingError(
             f"Expected a DomainEvent instance, got {type(event).__name__}."
         )
     cls = type(event)
+    if max_size is not None:
+        # A huge string or bytes field is refused before it is copied into
+        # JSON; anything else once encoded, before the round trip copies it
+        # again.
+        least = _least_size(event)
+        if least > max_size:
+            raise _too_large(cls, f"at least {least}", max_size)
     try:
         data = _encoder.encode(event)
+    except _ENCODE_ERRORS as e:
+        raise _unstorable(cls, e) from e
+    if max_size is not None and len(data) > max_size:
+        raise _too_large(cls, str(len(data)), max_size)
+    try:
         exact = _decoder(cls).decode(data) == event
-    # ArithmeticError: comparing Decimal("sNaN"); RecursionError: values
-    # nested too deep for msgspec.
-    except (
-        msgspec.MsgspecError,
-        TypeError,
-        ValueError,
-        ArithmeticError,
-        RecursionError,
-    ) as e:
-        raise EventEncodingError(
-            f"{cls.__qualname__} event cannot be stored as JSON: {e!r}"
-        ) from e
+    except _ENCODE_ERRORS as e:
+        raise _unstorable(cls, e) from e
     if not exact:
         raise EventEncodingError(
             f"{cls.__qualname__} event does not survive a JSON round trip "
@@ -155,6 +158,40 @@ def encode_event(event: DomainEvent) -> str:
             f"{cls.__qualname__} event holds a NUL character, which cannot be stored."
         )
     return data.decode()
+
+
+# ArithmeticError: comparing Decimal("sNaN"); RecursionError: values nested
+# too deep for msgspec.
+_ENCODE_ERRORS = (
+    msgspec.MsgspecError,
+    TypeError,
+    ValueError,
+    ArithmeticError,
+    RecursionError,
+)
+
+
+def _unstorable(cls: type[DomainEvent], error: Exception) -> EventEncodingError:
+    return EventEncodingError(
+        f"{cls.__qualname__} event cannot be stored as JSON: {error!r}"
+    )
+
+
+def _least_size(event: DomainEvent) -> int:
+    """A lower bound of the event's JSON size: its str and bytes fields' lengths."""
+    # Each character is at least one byte of JSON and base64 only grows bytes.
+    least = 0
+    for value in getattr(event, "__dict__", {}).values():
+        if isinstance(value, (str, bytes, bytearray, memoryview)):
+            least += len(value)
+    return least
+
+
+def _too_large(cls: type[DomainEvent], size: str, max_size: int) -> EventEncodingError:
+    return EventEncodingError(
+        f"{cls.__qualname__} event is {size} bytes of JSON, more than the "
+        f"{max_size} bytes EVENTLOG_MAX_EVENT_SIZE allows."
+    )
 
 
 def decode_event(type_name: str, payload: str | bytes) -> DomainEvent:

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from . import caching, queries, sql
 from .aggregates import Aggregate, EventRecord, LogState, Reduction
-from .conf import conf
+from .conf import conf, max_event_size
 from .events import DomainEvent, decode_event, encode_event
 from .exceptions import (
     ConcurrentAppend,
@@ -75,9 +75,10 @@ class BaseLogManager(models.Manager[M]):
         used for an equal event (whatever ``log_id`` this call passed),
         ``IdempotencyConflict`` when it was used for another event,
         ``ConcurrentAppend`` when ``log_id`` names an existing log, and
-        ``EventEncodingError`` or ``InvalidArgument`` for bad input.
+        ``EventEncodingError`` for an event that cannot be stored (or is larger
+        than ``EVENTLOG_MAX_EVENT_SIZE``) and ``InvalidArgument`` for bad input.
         """
-        payload = encode_event(event)
+        payload = encode_event(event, max_event_size())
         kind = check_text("kind", kind, KIND_MAX_LENGTH)
         log_id = self._new_log_id() if log_id is None else parse_log_id(log_id)
         key = check_key(idempotency_key)
@@ -110,9 +111,10 @@ class BaseLogManager(models.Manager[M]):
         for an equal event; ``IdempotencyConflict`` when it was used for
         another event (a used key wins over every other answer, even for a
         state ahead of the log or a missing log); ``LogNotFound``;
-        ``EventEncodingError`` or ``InvalidArgument`` for bad input.
+        ``EventEncodingError`` for an event that cannot be stored (or is larger
+        than ``EVENTLOG_MAX_EVENT_SIZE``) and ``InvalidArgument`` for bad input.
         """
-        payload = encode_event(event)
+        payload = encode_event(event, max_event_size())
         log_id, index = check_state(state)
         key = check_key(idempotency_key)
         using = self._write_db()
@@ -249,7 +251,7 @@ class BaseLogManager(models.Manager[M]):
         if key is None:
             raise InvalidArgument("idempotency_key must be a str, got None.")
         # An event that could not be stored is refused here as by the writes.
-        encode_event(event)
+        encode_event(event, max_event_size())
         used = self._key_use(self._write_db(), key, event)
         if used is not None:
             raise used

@@ -367,3 +367,23 @@ def test_invalid_admin_aggregates_are_error_e012(value: object, message: str) ->
     assert [e.id for e in errors] == ["django_eventlog.E012"]
     assert errors[0].msg.startswith("EVENTLOG_ADMIN_AGGREGATES: ")
     assert message in errors[0].msg
+
+
+# Event size: E016
+
+
+@pytest.mark.parametrize("value", [0, -1, "1MB", 1.5, True, None])
+def test_e016_max_event_size_must_be_a_positive_integer(value: object) -> None:
+    with override_settings(EVENTLOG_MAX_EVENT_SIZE=value):
+        errors = check_settings()
+    assert [e.id for e in errors] == ["django_eventlog.E016"]
+    assert (
+        errors[0].msg == "EVENTLOG_MAX_EVENT_SIZE must be a positive integer (bytes)."
+    )
+    assert errors[0].hint == "Remove it to use the default, 1048576 (1 MiB)."
+
+
+@pytest.mark.parametrize("value", [1, 1024, 16 * 1024 * 1024])
+def test_e016_positive_sizes_pass(value: int) -> None:
+    with override_settings(EVENTLOG_MAX_EVENT_SIZE=value):
+        assert check_ids() == []

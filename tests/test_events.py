@@ -5,20 +5,27 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import tracemalloc
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from asgiref.sync import async_to_sync
+from django.db import connection
+from django.test.utils import CaptureQueriesContext, override_settings
 
 from django_eventlog import (
     DomainEvent,
     DuplicateEventType,
     EventEncodingError,
+    LogState,
     UnknownEventType,
 )
 from django_eventlog.events import decode_event, encode_event, event_class
+from django_eventlog.models import Event, Log
 
 
 class Color(enum.Enum):
@@ -182,3 +189,119 @@ def test_unknown_stored_type_names_the_type() -> None:
     with pytest.raises(UnknownEventType, match=r"no\.such\.type") as info:
         decode_event("no.such.type", "{}")
     assert info.value.type_name == "no.such.type"
+
+
+# EVENTLOG_MAX_EVENT_SIZE (issue 13): hostile sizes are refused before any I/O
+
+MiB = 1024 * 1024
+
+
+class Blob(DomainEvent):
+    type_name = "tests.blob"
+    note: str
+    data: bytes = b""
+    numbers: list[int] = dataclasses.field(default_factory=list)
+
+
+def json_size(**fields: object) -> int:
+    """Bytes of compact JSON of ``fields``, computed without the library."""
+    return len(json.dumps(fields, separators=(",", ":"), ensure_ascii=False).encode())
+
+
+def test_an_event_of_exactly_the_maximum_size_is_accepted() -> None:
+    size = json_size(note="x" * 100, data="", numbers=[])
+    assert encode_event(Blob("x" * 100), size) == encode_event(Blob("x" * 100))
+    with pytest.raises(EventEncodingError) as info:
+        encode_event(Blob("x" * 100), size - 1)
+    assert str(info.value) == (
+        f"Blob event is {size} bytes of JSON, more than the {size - 1} bytes "
+        "EVENTLOG_MAX_EVENT_SIZE allows."
+    )
+
+
+def test_the_size_is_counted_in_bytes_not_characters() -> None:
+    note = "é" * 600  # 600 characters, 1200 bytes of UTF-8
+    size = json_size(note=note, data="", numbers=[])
+    assert size > 1200
+    assert encode_event(Blob(note), size)
+    with pytest.raises(EventEncodingError, match=f"is {size} bytes of JSON"):
+        encode_event(Blob(note), 1000)
+
+
+def test_a_large_value_that_is_not_a_string_is_refused_once_encoded() -> None:
+    numbers = list(range(100_000, 200_000))
+    size = json_size(note="", data="", numbers=numbers)
+    with pytest.raises(EventEncodingError, match=f"is {size} bytes of JSON"):
+        encode_event(Blob("", numbers=numbers), MiB // 2)
+
+
+@pytest.mark.parametrize("field", ["note", "data"])
+def test_a_huge_string_or_bytes_field_is_refused_before_it_is_encoded(
+    field: str,
+) -> None:
+    huge = 64 * MiB
+    event = Blob("y" * huge) if field == "note" else Blob("", data=b"y" * huge)
+    tracemalloc.start()
+    try:
+        with pytest.raises(EventEncodingError, match=f"at least {huge} bytes"):
+            encode_event(event, MiB)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    # Encoding would have copied the 64 MiB at least once.
+    assert peak < MiB
+
+
+def _writes(log: LogState) -> list[tuple[str, Callable[[DomainEvent], object]]]:
+    return [
+        ("create_log", lambda e: Log.objects.create_log(e, kind="blob")),
+        (
+            "create_log with a key",
+            lambda e: Log.objects.create_log(e, kind="blob", idempotency_key="big-1"),
+        ),
+        ("append", lambda e: Log.objects.append(log, e)),
+        (
+            "append with a key",
+            lambda e: Log.objects.append(log, e, idempotency_key="k"),
+        ),
+        ("aappend", lambda e: async_to_sync(Log.objects.aappend)(log, e)),
+        ("check_idempotency_key", lambda e: Log.objects.check_idempotency_key("k", e)),
+    ]
+
+
+@pytest.mark.django_db
+def test_an_event_over_the_default_maximum_is_refused_before_any_query() -> None:
+    log = Log.objects.create_log(Blob("small"), kind="blob")
+    too_big = Blob("z" * (2 * MiB))
+    logs, events = Log.objects.count(), Event.objects.count()
+    for name, write in _writes(log):
+        with (
+            CaptureQueriesContext(connection) as queries,
+            pytest.raises(EventEncodingError) as info,
+        ):
+            write(too_big)
+        assert str(info.value) == (
+            f"Blob event is at least {2 * MiB} bytes of JSON, more than the "
+            f"{MiB} bytes EVENTLOG_MAX_EVENT_SIZE allows."
+        ), name
+        assert [q["sql"] for q in queries] == [], name
+    assert (Log.objects.count(), Event.objects.count()) == (logs, events)
+    # Just under the limit is stored, and read back whole.
+    under = Blob("z" * (MiB - json_size(note="", data="", numbers=[])))
+    state = Log.objects.append(log, under)
+    assert Log.objects.load(state.log_id, start=1)[0].event == under
+
+
+@pytest.mark.django_db
+def test_the_maximum_follows_the_setting() -> None:
+    log = Log.objects.create_log(Blob("small"), kind="blob")
+    event = Blob("w" * 200)
+    with override_settings(EVENTLOG_MAX_EVENT_SIZE=100):
+        for name, write in _writes(log):
+            with pytest.raises(EventEncodingError, match="more than the 100 bytes"):
+                write(event)
+            assert Event.objects.filter(log_id=log.log_id).count() == 1, name
+        Log.objects.append(log, Blob("fits"))
+    # The setting restored, the same event fits again.
+    state = Log.objects.append(LogState(log.log_id, 2), event, idempotency_key="k")
+    assert state.next_index == 3
