@@ -4,22 +4,23 @@ An entry names the aggregate, its version and the log, so an entry that
 reaches the wrong key, or outlives a change of the aggregate's shape, is
 refused rather than trusted.
 
-Internal to the package (:mod:`django_eventlog.caching` is its only user):
-``encode`` and ``decode``, and ``BadEntry``, which ``decode`` raises.
+Internal to the package (:mod:`django_eventlog.caching` is its user):
+``encode`` and ``decode``, and ``BadEntry``, which ``decode`` raises;
+``why_uncacheable``, which :mod:`django_eventlog.checks` asks.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 import msgspec
 
 from .aggregates import Aggregate, Reduction
 
-__all__ = ["BadEntry", "decode", "encode"]
+__all__ = ["BadEntry", "decode", "encode", "why_uncacheable"]
 
 logger = logging.getLogger("django_eventlog")
 
@@ -75,24 +76,47 @@ def decode(data: object, aggregate_class: type[A], log_id: uuid.UUID) -> Reducti
 
 def encode(reduction: Reduction[A], aggregate_class: type[A]) -> bytes | None:
     """Encode a reduction, or return None when its aggregate cannot round-trip."""
+    encoded = _encoded(reduction, aggregate_class)
+    if isinstance(encoded, bytes):
+        return encoded
+    if aggregate_class not in _uncacheable_warned:
+        _uncacheable_warned.add(aggregate_class)
+        logger.warning(
+            "%s reductions are not cached: %s. Make the aggregate a dataclass "
+            "with typed fields, or set cache_policy = NeverCache().",
+            aggregate_class.__qualname__,
+            encoded,
+        )
+    return None
+
+
+def why_uncacheable(aggregate_class: type[Aggregate]) -> str | None:
+    """Why reductions of ``aggregate_class`` can never be cached, or None.
+
+    Puts a new ``aggregate_class()`` through the test :func:`encode` runs on
+    every reduction it is asked to cache (the system check ``W001`` asks).
+    """
+    try:
+        aggregate = aggregate_class()
+    except Exception as e:  # TypeError, or whatever its __init__ raises
+        return f"it cannot be created without arguments ({e!r})"
+    now = datetime.now(timezone.utc)
+    encoded = _encoded(
+        Reduction(uuid.UUID(int=0), aggregate, -1, now, now), aggregate_class
+    )
+    return None if isinstance(encoded, bytes) else encoded
+
+
+def _encoded(reduction: Reduction[A], aggregate_class: type[A]) -> bytes | str:
+    """The entry of a reduction, or why there can be none."""
     aggregate = reduction.aggregate
     try:
         state = _encoder.encode(aggregate)
         exact = _aggregate_decoder(aggregate_class).decode(state) == aggregate
     except Exception as e:  # msgspec, or the aggregate's own __post_init__
-        exact, reason = False, str(e)
-    else:
-        reason = "it does not decode back to an equal state"
+        return str(e)
     if not exact:
-        if aggregate_class not in _uncacheable_warned:
-            _uncacheable_warned.add(aggregate_class)
-            logger.warning(
-                "%s reductions are not cached: %s. Make the aggregate a dataclass "
-                "with typed fields, or set cache_policy = NeverCache().",
-                aggregate_class.__qualname__,
-                reason,
-            )
-        return None
+        return "it does not decode back to an equal state"
     entry = _Entry(
         aggregate_class.aggregate_name,
         aggregate_class.version,
@@ -105,7 +129,4 @@ def encode(reduction: Reduction[A], aggregate_class: type[A]) -> bytes | None:
     try:
         return _encoder.encode(entry)
     except Exception as e:  # say, an aggregate_name msgpack cannot hold
-        logger.warning(
-            "%s reductions are not cached: %r", aggregate_class.__qualname__, e
-        )
-        return None
+        return repr(e)

@@ -7,11 +7,13 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 
 from .aggregates import Aggregate
+from .cache_entries import why_uncacheable
 from .conf import DEFAULTS, load_aggregate, load_policy, setting
+from .policies import NeverCache
 from .validation import is_positive_int
 
 KEY_PREFIX_MAX_LENGTH = 50
@@ -140,3 +142,51 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             )
         )
     return errors
+
+
+@register()
+def check_aggregates_cacheable(
+    app_configs: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn about aggregates whose reductions can never be cached."""
+    warnings: list[CheckMessage] = []
+    for aggregate_class in _reducible_aggregates():
+        if isinstance(_policy_of(aggregate_class), NeverCache):
+            continue
+        reason = why_uncacheable(aggregate_class)
+        if reason is not None:
+            name = f"{aggregate_class.__module__}.{aggregate_class.__qualname__}"
+            warnings.append(
+                Warning(
+                    f"{name} reductions are never cached: {reason}.",
+                    hint="Make it a dataclass whose fields are typed like event "
+                    "fields and have defaults, or set cache_policy = NeverCache().",
+                    obj=aggregate_class,
+                    id="django_eventlog.W001",
+                )
+            )
+    return warnings
+
+
+def _reducible_aggregates() -> list[type[Aggregate]]:
+    """Every imported Aggregate subclass that implements apply(), and the
+    admin's, each once."""
+    found: dict[type[Aggregate], None] = {}
+    try:
+        for value in dict(setting("EVENTLOG_ADMIN_AGGREGATES")).values():
+            found[load_aggregate(value)] = None
+    except (ImproperlyConfigured, TypeError, ValueError):
+        pass  # E012 reports it
+    for aggregate_class in _subclasses(Aggregate):
+        if aggregate_class.apply is not Aggregate.apply:
+            found[aggregate_class] = None
+    return list(found)
+
+
+def _policy_of(aggregate_class: type[Aggregate]) -> object:
+    if aggregate_class.cache_policy is not None:
+        return aggregate_class.cache_policy
+    try:
+        return load_policy(setting("EVENTLOG_CACHE_POLICY"))
+    except ImproperlyConfigured:
+        return None  # E006 reports it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import weakref
 from collections.abc import Iterator
@@ -9,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core import checks
+from django.core.cache import caches
 from django.test.utils import override_settings
 
 from django_eventlog import (
@@ -17,9 +20,13 @@ from django_eventlog import (
     EventRecord,
     InvalidArgument,
     LogAgePolicy,
+    NeverCache,
 )
-from django_eventlog.checks import check_settings
+from django_eventlog.caching import cache_key
+from django_eventlog.checks import check_aggregates_cacheable, check_settings
+from django_eventlog.models import Log
 from testproject.payments.events import Payment
+from tests.domain import Account, open_account
 from tests.test_admin import Tally
 
 
@@ -387,3 +394,155 @@ def test_e016_max_event_size_must_be_a_positive_integer(value: object) -> None:
 def test_e016_positive_sizes_pass(value: int) -> None:
     with override_settings(EVENTLOG_MAX_EVENT_SIZE=value):
         assert check_ids() == []
+
+
+# Aggregates that can never be cached: W001
+
+
+def cacheable_warnings(*classes: type[Aggregate]) -> list[tuple[object, str]]:
+    """The W001 warnings about ``classes``, as (object, message)."""
+    return [
+        (m.obj, m.msg)
+        for m in check_aggregates_cacheable()
+        if m.id == "django_eventlog.W001" and m.obj in classes
+    ]
+
+
+def _plain_class() -> type[Aggregate]:
+    class Plain(Aggregate):
+        def __init__(self) -> None:
+            self.count = 0
+
+        def apply(self, record: EventRecord) -> None:
+            self.count += 1
+
+    return Plain
+
+
+def _untyped_dataclass() -> type[Aggregate]:
+    @dataclasses.dataclass
+    class Untyped(Aggregate):
+        seen: Any = dataclasses.field(default_factory=set)  # comes back a list
+
+        def apply(self, record: EventRecord) -> None:
+            self.seen.add(record.index)
+
+    return Untyped
+
+
+def _typed_dataclass() -> type[Aggregate]:
+    @dataclasses.dataclass
+    class Typed(Aggregate):
+        count: int = 0
+
+        def apply(self, record: EventRecord) -> None:
+            self.count += 1
+
+    return Typed
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (_plain_class, "Encoding objects of type Plain is unsupported"),
+        (_untyped_dataclass, "it does not decode back to an equal state"),
+        (_typed_dataclass, None),
+    ],
+    ids=["plain-class", "untyped-field", "typed-dataclass"],
+)
+def test_w001_names_exactly_the_aggregates_the_cache_refuses(
+    defined_here: list[weakref.ref[type[Aggregate]]],
+    django_capture_on_commit_callbacks: Any,
+    make: Any,
+    reason: str | None,
+) -> None:
+    aggregate_class = make()
+    defined_here.append(weakref.ref(aggregate_class))
+    name = f"{__name__}.{aggregate_class.__qualname__}"
+    warned = cacheable_warnings(aggregate_class)
+    if reason is None:
+        assert warned == []
+    else:
+        assert warned == [
+            (aggregate_class, f"{name} reductions are never cached: {reason}.")
+        ]
+    # The check's verdict is the cache's: reduce, commit, look in the cache.
+    state = open_account(5, 7)
+    with django_capture_on_commit_callbacks(execute=True):
+        Log.objects.reduce(state.log_id, aggregate_class)
+    cached = caches["default"].get(cache_key(aggregate_class, state.log_id))
+    assert (cached is not None) == (reason is None)
+
+
+@pytest.mark.django_db  # Django 6's own checks read the database
+def test_w001_is_a_warning_with_a_hint_and_reaches_django() -> None:
+    plain = _plain_class()
+    warnings = [m for m in checks.run_checks() if m.obj is plain]
+    assert [(m.id, m.level) for m in warnings] == [
+        ("django_eventlog.W001", checks.WARNING)
+    ]
+    assert warnings[0].hint == (
+        "Make it a dataclass whose fields are typed like event fields and have "
+        "defaults, or set cache_policy = NeverCache()."
+    )
+    # W001 is a warning: the settings checks, which gate start-up, ignore it.
+    assert check_ids() == []
+
+
+def test_w001_an_aggregate_that_needs_arguments() -> None:
+    @dataclasses.dataclass
+    class NeedsOwner(Aggregate):
+        owner: str
+
+        def apply(self, record: EventRecord) -> None:
+            pass
+
+    [(_, message)] = cacheable_warnings(NeedsOwner)
+    assert "reductions are never cached: it cannot be created without arguments" in (
+        message
+    )
+    assert "missing 1 required positional argument: 'owner'" in message
+
+
+def test_w001_not_for_aggregates_whose_policy_is_never_cache() -> None:
+    plain = _plain_class()
+    never = type("NeverCachedPlain", (plain,), {"cache_policy": NeverCache()})
+    assert cacheable_warnings(plain, never) == [
+        (
+            plain,
+            f"{__name__}.{plain.__qualname__} reductions are never cached: "
+            "Encoding objects of type Plain is unsupported.",
+        )
+    ]
+    with override_settings(EVENTLOG_CACHE_POLICY="django_eventlog.policies.NeverCache"):
+        assert cacheable_warnings(plain, never) == []
+    # An aggregate's own policy wins over the setting.
+    always = type("AlwaysCachedPlain", (plain,), {"cache_policy": AlwaysCache()})
+    with override_settings(EVENTLOG_CACHE_POLICY="django_eventlog.policies.NeverCache"):
+        assert [obj for obj, _ in cacheable_warnings(plain, always)] == [always]
+
+
+def test_w001_not_for_abstract_bases_but_for_their_subclasses() -> None:
+    class Base(Aggregate):  # no apply(): never reduced itself
+        def __init__(self) -> None:
+            self.items: set[int] = set()
+
+    class Concrete(Base):
+        def apply(self, record: EventRecord) -> None:
+            self.items.add(record.index)
+
+    assert [obj for obj, _ in cacheable_warnings(Base, Concrete)] == [Concrete]
+
+
+def test_w001_checks_admin_aggregates_once() -> None:
+    plain = _plain_class()
+    with override_settings(EVENTLOG_ADMIN_AGGREGATES={"account": plain, "x": plain}):
+        assert [obj for obj, _ in cacheable_warnings(plain)] == [plain]
+
+
+def test_w001_spares_the_example_aggregates() -> None:
+    assert cacheable_warnings(Payment, Tally, Account) == []
+    assert len(check_aggregates_cacheable()) == len(
+        [m for m in check_aggregates_cacheable() if m.id == "django_eventlog.W001"]
+    )

@@ -26,7 +26,7 @@ def mentioned(name: str, text: str) -> bool:
 
 def check_ids() -> list[str]:
     source = Path(checks.__file__).read_text()
-    return sorted(set(re.findall(r"django_eventlog\.E\d{3}", source)))
+    return sorted(set(re.findall(r"django_eventlog\.[EW]\d{3}", source)))
 
 
 def command_names() -> list[str]:
