@@ -39,6 +39,11 @@ DEFAULTS: dict[str, Any] = {
     # Log kind -> Aggregate class (or its dotted path) whose state the admin
     # timeline shows after each event.
     "EVENTLOG_ADMIN_AGGREGATES": {},
+    # Cache outages (connection errors, timeouts) in a row after which the
+    # cache is skipped for EVENTLOG_CACHE_BREAKER_COOLOFF seconds.
+    "EVENTLOG_CACHE_BREAKER_FAILURES": 5,
+    # Seconds the cache is skipped before one call probes it again.
+    "EVENTLOG_CACHE_BREAKER_COOLOFF": 30,
 }
 
 
@@ -91,6 +96,14 @@ class Settings:
             kind: load_aggregate(value)
             for kind, value in dict(self._get("EVENTLOG_ADMIN_AGGREGATES")).items()
         }
+
+    @property
+    def EVENTLOG_CACHE_BREAKER_FAILURES(self) -> int:
+        return int(self._get("EVENTLOG_CACHE_BREAKER_FAILURES"))
+
+    @property
+    def EVENTLOG_CACHE_BREAKER_COOLOFF(self) -> float:
+        return float(self._get("EVENTLOG_CACHE_BREAKER_COOLOFF"))
 
 
 def load_aggregate(value: object) -> type[Aggregate]:
