@@ -17,7 +17,7 @@ import redis.exceptions
 from asgiref.sync import async_to_sync
 from django.core.cache import caches
 from django.core.cache.backends.locmem import LocMemCache
-from django_redis.exceptions import ConnectionInterrupted
+from django_redis.exceptions import ConnectionInterrupted  # type: ignore[import-untyped]
 
 from django_eventlog import Log, cache_stats, wait_for_cache_writes
 from django_eventlog.cache_breaker import CALL, PROBE, SKIP, Breaker, breaker, is_outage

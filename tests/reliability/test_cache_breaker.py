@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from asgiref.sync import async_to_sync
 from django.core.cache import caches
-from django_redis.cache import RedisCache
+from django_redis.cache import RedisCache  # type: ignore[import-untyped]
 
 from django_eventlog import Log, cache_stats
 from django_eventlog.cache_breaker import breaker
@@ -62,7 +62,7 @@ class HungListener:
             connection.close()
 
 
-class TimedRedisCache(RedisCache):
+class TimedRedisCache(RedisCache):  # type: ignore[misc]
     """django-redis, recording each call and the time it took."""
 
     calls: ClassVar[list[tuple[str, float]]] = []
