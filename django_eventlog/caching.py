@@ -5,6 +5,8 @@ id), folds only the events recorded after it, and writes the result back once
 the database transaction that read those events commits. The cache only saves
 work: every failure to read, decode or write an entry is logged on the
 ``django_eventlog`` logger and treated as a miss, never raised to the caller.
+Every call to the cache asks :mod:`django_eventlog.cache_breaker` first, and
+is skipped (counted, not logged) while a cache outage keeps it open.
 
 Public: :class:`CacheStats`, :func:`cache_stats`, :func:`reset_cache_stats`,
 :func:`wait_for_cache_writes`, and :func:`key_prefix` and :func:`cache_key`
@@ -31,6 +33,7 @@ from django.db import connections, transaction
 
 from . import cache_entries, cache_writer
 from .aggregates import Aggregate, Reduction
+from .cache_breaker import SKIP, breaker
 from .cache_writer import wait_for_cache_writes
 from .conf import conf
 from .signals import reduced
@@ -92,6 +95,8 @@ class CacheStats:
     deletes: int = 0
     #: events folded onto cached reductions (the work a hit still does)
     events_applied_after_hit: int = 0
+    #: reads and writes not tried because the cache breaker was open
+    skipped: int = 0
 
 
 class _Counters:
@@ -136,7 +141,7 @@ class Lookup:
     log_id: uuid.UUID
     key: str
     reduction: Reduction[Any] | None = None
-    outcome: str = "miss"  # "hit", "miss" or "error"
+    outcome: str = "miss"  # "hit", "miss", "error" or "skipped"
     bad_entry: bool = False
 
 
@@ -147,11 +152,17 @@ def _cache() -> BaseCache:
 def read(aggregate_class: type[A], log_id: uuid.UUID) -> Lookup:
     """Look up a cached reduction; any failure is a miss."""
     lookup = Lookup(aggregate_class, log_id, cache_key(aggregate_class, log_id))
+    permit = breaker.ask()
+    if permit == SKIP:
+        _skipped(lookup)
+        return lookup
     try:
         data = _cache().get(lookup.key)
     except Exception as e:
         _read_failed(lookup, e)
+        breaker.failed(permit, e)
         return lookup
+    breaker.answered(permit)
     _found(lookup, data)
     return lookup
 
@@ -159,13 +170,24 @@ def read(aggregate_class: type[A], log_id: uuid.UUID) -> Lookup:
 async def aread(aggregate_class: type[A], log_id: uuid.UUID) -> Lookup:
     """Async :func:`read`, with the cache's async API."""
     lookup = Lookup(aggregate_class, log_id, cache_key(aggregate_class, log_id))
+    permit = breaker.ask()
+    if permit == SKIP:
+        _skipped(lookup)
+        return lookup
     try:
         data = await _cache().aget(lookup.key)
     except Exception as e:
         _read_failed(lookup, e)
+        breaker.failed(permit, e)
         return lookup
+    breaker.answered(permit)
     _found(lookup, data)
     return lookup
+
+
+def _skipped(lookup: Lookup) -> None:
+    lookup.outcome = "skipped"
+    _counters.add("skipped")
 
 
 def _read_failed(lookup: Lookup, error: Exception) -> None:
@@ -294,6 +316,10 @@ async def awrite(
             functools.partial(_store, key, data, timeout), using=using, robust=True
         )
         return
+    permit = breaker.ask()
+    if permit == SKIP:
+        _counters.add("skipped")
+        return
     try:
         if data is None:
             await _cache().adelete(key)
@@ -301,11 +327,19 @@ async def awrite(
             await _cache().aset(key, data, timeout)
     except Exception as e:
         _write_failed(key, e)
+        breaker.failed(permit, e)
     else:
+        breaker.answered(permit)
         _counters.add("writes" if data is not None else "deletes")
 
 
 def _store(key: str, data: bytes | None, timeout: int | None) -> None:
+    # Asked here, when the write runs (at the commit, or on the write-behind
+    # thread), not when it was planned.
+    permit = breaker.ask()
+    if permit == SKIP:
+        _counters.add("skipped")
+        return
     try:
         if data is None:
             _cache().delete(key)
@@ -313,7 +347,9 @@ def _store(key: str, data: bytes | None, timeout: int | None) -> None:
             _cache().set(key, data, timeout)
     except Exception as e:
         _write_failed(key, e)
+        breaker.failed(permit, e)
     else:
+        breaker.answered(permit)
         _counters.add("writes" if data is not None else "deletes")
 
 

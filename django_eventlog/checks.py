@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -100,6 +101,29 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     except ImproperlyConfigured as e:
         errors.append(
             Error(f"EVENTLOG_ADMIN_AGGREGATES: {e}", id="django_eventlog.E012")
+        )
+    if not is_positive_int(setting("EVENTLOG_CACHE_BREAKER_FAILURES")):
+        errors.append(
+            Error(
+                "EVENTLOG_CACHE_BREAKER_FAILURES must be a positive integer.",
+                hint="Remove it to use the default, "
+                f"{DEFAULTS['EVENTLOG_CACHE_BREAKER_FAILURES']}.",
+                id="django_eventlog.E014",
+            )
+        )
+    cooloff = setting("EVENTLOG_CACHE_BREAKER_COOLOFF")
+    if not (
+        isinstance(cooloff, (int, float))
+        and not isinstance(cooloff, bool)
+        and 0 < cooloff < math.inf
+    ):
+        errors.append(
+            Error(
+                "EVENTLOG_CACHE_BREAKER_COOLOFF must be a positive number of seconds.",
+                hint="Remove it to use the default, "
+                f"{DEFAULTS['EVENTLOG_CACHE_BREAKER_COOLOFF']}.",
+                id="django_eventlog.E015",
+            )
         )
     for aggregate_class in _subclasses(Aggregate):
         name = f"{aggregate_class.__module__}.{aggregate_class.__qualname__}"

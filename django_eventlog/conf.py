@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     # Log kind -> Aggregate class (or its dotted path) whose state the admin
     # timeline shows after each event.
     "EVENTLOG_ADMIN_AGGREGATES": {},
+    # Cache outages (connection errors, timeouts) in a row after which the
+    # cache is skipped for EVENTLOG_CACHE_BREAKER_COOLOFF seconds.
+    "EVENTLOG_CACHE_BREAKER_FAILURES": 5,
+    # Seconds the cache is skipped before one call probes it again.
+    "EVENTLOG_CACHE_BREAKER_COOLOFF": 30,
     # Largest event accepted, in bytes of its encoded JSON (1 MiB).
     "EVENTLOG_MAX_EVENT_SIZE": 1_048_576,
 }
@@ -94,6 +99,14 @@ class Settings:
             kind: load_aggregate(value)
             for kind, value in dict(self._get("EVENTLOG_ADMIN_AGGREGATES")).items()
         }
+
+    @property
+    def EVENTLOG_CACHE_BREAKER_FAILURES(self) -> int:
+        return int(self._get("EVENTLOG_CACHE_BREAKER_FAILURES"))
+
+    @property
+    def EVENTLOG_CACHE_BREAKER_COOLOFF(self) -> float:
+        return float(self._get("EVENTLOG_CACHE_BREAKER_COOLOFF"))
 
     @property
     def EVENTLOG_MAX_EVENT_SIZE(self) -> int:

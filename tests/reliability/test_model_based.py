@@ -239,18 +239,18 @@ class EventLogMachine(RuleBasedStateMachine):
             assert Log.objects.filter(pk=log_id).exists() == (how != "missing")
         hypothesis.event(f"append {how}: {type(outcome).__name__}")
 
-        if how == "missing":
-            # Checked before any key: nothing was inserted, nothing violated.
+        if key is not None and key in self.keys:
+            # A used key wins, whether or not a row could be inserted: a
+            # retry is answered as one even against a missing log or a
+            # state ahead of the log.
+            self.expect_key_error(outcome, key, event, "append")
+        elif how == "missing":
             assert type(outcome) is LogNotFound, f"missing log: {outcome!r}"
             assert outcome.log_id == log_id
         elif index > length:
-            # Nothing is inserted without the event before it, so no unique
-            # index or key is violated: a state ahead is ConcurrentAppend,
-            # whatever the key (check_idempotency_key covers that retry).
+            # Nothing is inserted without the event before it, so no gap.
             assert type(outcome) is ConcurrentAppend, f"ahead: {outcome!r}"
             assert outcome.log_id == log_id
-        elif key is not None and key in self.keys:
-            self.expect_key_error(outcome, key, event, "append")
         elif index < length:
             assert type(outcome) is ConcurrentAppend, f"stale: {outcome!r}"
             assert outcome.log_id == log_id
