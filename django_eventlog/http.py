@@ -7,18 +7,22 @@
   optimistic concurrency over HTTP (RFC 9110, 412 Precondition Failed).
 - :func:`problem` and :func:`problem_for` answer RFC 9457 problem details
   (``application/problem+json``), the latter for the library's errors.
+- :func:`json_api` makes a view answer a problem for every failure, and
+  handles CSRF the way Django REST framework's session authentication does.
 
 Example, appending on ``POST /payments/<id>/captures/``::
 
     def capture(request, payment_id):
         try:
+            reduction = Log.objects.reduce(payment_id, Payment)
             key = http.idempotency_key(request)
             expected = http.if_match_state(request, payment_id)
-            reduction = Log.objects.reduce(payment_id, Payment)
             if expected is not None and expected.next_index != reduction.next_index:
                 return http.precondition_failed(reduction)
-            ...check the business rules on reduction.aggregate...
+            ...validate the body, check the business rules on reduction.aggregate...
             state = Log.objects.append(reduction, Captured(...), idempotency_key=key)
+        except http.PreconditionFailed:
+            return http.precondition_failed(reduction)
         except EventLogError as e:
             return http.problem_for(e)
         response = JsonResponse(..., status=201)
@@ -36,8 +40,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+)
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.utils.log import log_response
 
 from .aggregates import LogState
 from .exceptions import (
@@ -56,6 +67,7 @@ __all__ = [
     "REPLAYED_HEADER",
     "BadRequest",
     "BadRequestHeader",
+    "PreconditionFailed",
     "etag",
     "idempotency_key",
     "if_match_state",
@@ -72,17 +84,38 @@ IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 #: Set to "true" on a response that replays the outcome of an earlier request.
 REPLAYED_HEADER = "Idempotent-Replayed"
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 # An RFC 8941 sf-string: printable ASCII in double quotes, with \\ and \" escapes.
 _SF_STRING = re.compile(r'"((?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\\"])*)"')
 # A bare key: printable ASCII without '"' or '\\', so that a malformed sf-string
-# (an unterminated quote, a bad escape) is rejected rather than taken verbatim.
-_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-_ETAG = re.compile(r'(?:W/)?"([0-9a-f]{32})\.(\d{1,18})"')
+# (an unterminated quote, a bad escape) is rejected rather than taken verbatim,
+# and without ',', which separates the members of a list.
+_TOKEN = re.compile(r"[\x21\x23-\x2b\x2d-\x5b\x5d-\x7e]+")
+# One member of a comma-separated list: a quoted string (commas inside it are
+# part of it) or anything up to the next comma.
+_MEMBER = r'[ \t]*(?:"(?:[^"\\]|\\.)*"|[^",]*)[ \t]*'
+_LIST = re.compile(rf"{_MEMBER}(?:,{_MEMBER})+")
+# A strong ETag of etag(): a weak one (W/"...") never matches for If-Match.
+_ETAG = re.compile(r'"([0-9a-f]{32})\.(\d{1,18})"')
 
 
 class BadRequest(EventLogError, ValueError):
     """The request is malformed (its body or a header); answer 400."""
+
+
+class PreconditionFailed(EventLogError):
+    """A request's precondition (``If-Match``) cannot hold: answer 412.
+
+    Raised by :func:`if_match_state` for an ``If-Match`` naming no strong
+    ETag of the resource. Answer it with :func:`precondition_failed` and the
+    state the log is in, so the client learns the current ``ETag``;
+    :func:`problem_for` answers 412 without one.
+    """
+
+    def __init__(self, header: str, message: str) -> None:
+        self.header = header
+        super().__init__(f"{header}: {message}")
 
 
 class BadRequestHeader(BadRequest):
@@ -99,21 +132,31 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
         body = json.loads(request.body or b"null")
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("The body is not valid JSON.") from None
+    except RecursionError:
+        # Nesting deeper than Python's recursion limit, a hostile body.
+        raise BadRequest("The body is nested too deeply.") from None
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     return body
 
 
 def json_api(
-    methods: Sequence[str],
+    methods: Sequence[str], *, retry_after: int = 5
 ) -> Callable[[Callable[..., HttpResponse]], Callable[..., HttpResponse]]:
     """Decorate a JSON API view: problem details for every failure.
 
-    A method not in ``methods`` answers 405; a library error answers what
-    :func:`problem_for` says; ``Http404`` and ``PermissionDenied`` answer 404
-    and 403; any other exception is logged on the
-    ``django.request`` logger and answers a bare 500, so no traceback or
-    internal detail reaches the client, even with ``DEBUG = True``.
+    A method not in ``methods`` answers 405 with ``Allow``. CSRF is handled
+    as Django REST framework's session authentication does: the view is
+    exempt from ``CsrfViewMiddleware``, and checks CSRF itself for an unsafe
+    method when the request's user is authenticated (by a session cookie):
+    a failure answers 403. A library error answers what :func:`problem_for`
+    says; ``Http404`` and ``PermissionDenied`` answer 404 and 403; a body
+    over ``DATA_UPLOAD_MAX_MEMORY_SIZE`` 413 and another
+    ``SuspiciousOperation`` 400; a database that cannot be reached
+    (``OperationalError``, ``InterfaceError``) 503 with ``Retry-After:
+    retry_after``. Every 5xx is logged with its traceback on the
+    ``django.request`` logger, and no traceback or internal detail reaches
+    the client, even with ``DEBUG = True``.
     """
     allowed = [method.upper() for method in methods]
 
@@ -125,23 +168,72 @@ def json_api(
                 response["Allow"] = ", ".join(allowed)
                 return response
             try:
+                _enforce_csrf(request)
                 return view(request, *args, **kwargs)
-            # What Django itself answers with 404 and 403, as problems.
-            except Http404:
-                return problem(404, "Not Found", "No such resource.")
-            except PermissionDenied:
-                return problem(403, "Forbidden")
             except Exception as e:
-                # A view answers an IdempotentReplay itself; one that escapes
-                # is a bug like any other (problem_for refuses it).
-                if isinstance(e, EventLogError) and not isinstance(e, IdempotentReplay):
-                    return problem_for(e)
-                logger.exception("Unhandled error in %s", view.__qualname__)
-                return problem(500, "Internal Server Error")
+                response = _problem_for_exception(e, retry_after)
+                if response.status_code >= 500:
+                    log_response(
+                        "%s: %s (in %s)",
+                        response.reason_phrase,
+                        request.path,
+                        view.__qualname__,
+                        response=response,
+                        request=request,
+                        exception=e,
+                    )
+                return response
 
+        # The view checks CSRF itself (_enforce_csrf), after the method.
+        wrapper.csrf_exempt = True  # type: ignore[attr-defined]
         return wrapper
 
     return decorator
+
+
+class _CsrfCheck(CsrfViewMiddleware):
+    """The middleware's checks, giving the reason of a failure back."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> str:
+        return reason
+
+
+def _enforce_csrf(request: HttpRequest) -> None:
+    """Check CSRF for an unsafe method of a cookie-authenticated user."""
+    if request.method in _SAFE_METHODS:
+        return
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return
+    check = _CsrfCheck(lambda request: HttpResponse())
+    check.process_request(request)
+    reason = check.process_view(request, lambda request: HttpResponse(), (), {})
+    if reason is not None:
+        raise PermissionDenied(f"CSRF Failed: {reason}")
+
+
+def _problem_for_exception(error: Exception, retry_after: int) -> JsonResponse:
+    # What Django itself answers with 404, 403 and 400, as problems.
+    if isinstance(error, Http404):
+        return problem(404, "Not Found", "No such resource.")
+    if isinstance(error, PermissionDenied):
+        detail = str(error)
+        return problem(403, "Forbidden", detail if detail.startswith("CSRF") else None)
+    if isinstance(error, RequestDataTooBig):
+        return problem(413, "Content Too Large", "The request body is too large.")
+    if isinstance(error, SuspiciousOperation):
+        return problem(400, "Bad Request")
+    if isinstance(error, (OperationalError, InterfaceError)):
+        response = problem(
+            503, "Service Unavailable", "The database is unavailable; try again."
+        )
+        response["Retry-After"] = str(retry_after)
+        return response
+    # A view answers an IdempotentReplay itself; one that escapes is a bug
+    # like any other (problem_for refuses it).
+    if isinstance(error, EventLogError) and not isinstance(error, IdempotentReplay):
+        return problem_for(error)
+    return problem(500, "Internal Server Error")
 
 
 def idempotency_key(request: HttpRequest, *, prefix: str = "") -> str | None:
@@ -161,6 +253,11 @@ def idempotency_key(request: HttpRequest, *, prefix: str = "") -> str | None:
         key = re.sub(r"\\(.)", r"\1", match[1])
     elif _TOKEN.fullmatch(raw):
         key = raw
+    elif _LIST.fullmatch(raw):
+        # Several headers, which the server joins with ", " into one value.
+        raise BadRequestHeader(
+            IDEMPOTENCY_KEY_HEADER, "send one key, not a list of several."
+        )
     else:
         raise BadRequestHeader(
             IDEMPOTENCY_KEY_HEADER, "expected a quoted string of printable ASCII."
@@ -185,8 +282,11 @@ def etag(state: LogState) -> str:
 def if_match_state(request: HttpRequest, log_id: uuid.UUID | str) -> LogState | None:
     """Return the log state the request's ``If-Match`` names, or None without one.
 
-    ``If-Match: *`` also gives None (any state will do). Raises
-    :class:`BadRequestHeader` when the header holds no ETag of this log, and
+    ``If-Match: *`` also gives None (any state will do). The comparison is
+    strong (RFC 9110 13.1.1): a weak tag ``W/"..."`` never matches. Raises
+    :class:`PreconditionFailed` when the header holds no strong ETag of this
+    log (a weak one, another resource's, a malformed one): answer it with
+    :func:`precondition_failed` and the current state. Raises
     :class:`InvalidArgument` when ``log_id`` is not a UUID.
     """
     raw = request.headers.get("If-Match")
@@ -197,7 +297,7 @@ def if_match_state(request: HttpRequest, log_id: uuid.UUID | str) -> LogState | 
         match = _ETAG.fullmatch(candidate.strip())
         if match and match[1] == log_uuid.hex:
             return LogState(log_uuid, int(match[2]))
-    raise BadRequestHeader("If-Match", "it holds no ETag of this resource.")
+    raise PreconditionFailed("If-Match", "it holds no ETag of this resource.")
 
 
 def problem(
@@ -235,6 +335,12 @@ def problem_for(error: EventLogError) -> JsonResponse:
     """
     if isinstance(error, BadRequest):
         return problem(400, "Bad Request", str(error))
+    if isinstance(error, PreconditionFailed):
+        return problem(
+            412,
+            "Precondition Failed",
+            "The resource changed since the ETag in If-Match; fetch it again.",
+        )
     if isinstance(error, LogNotFound):
         return problem(404, "Not Found", "No such resource.")
     if isinstance(error, IdempotencyConflict):

@@ -110,7 +110,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"django_eventlog": {"handlers": ["console"], "level": "WARNING"}},
+    "loggers": {
+        "django_eventlog": {"handlers": ["console"], "level": "WARNING"},
+        # Server errors with their tracebacks, with DEBUG off too (Django's
+        # default sends them only to ADMINS by mail, which the demo has not).
+        "django.request": {
+            "handlers": ["console"],
+            "level": "ERROR",
+            "propagate": False,
+        },
+    },
 }
 
 # The admin timeline shows a payment's state after each of its events.

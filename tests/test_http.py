@@ -11,6 +11,8 @@ import uuid
 from typing import Any
 
 import pytest
+from django.contrib.auth.models import AnonymousUser, User
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 
@@ -109,6 +111,11 @@ def test_idempotency_key_prefix_scopes_the_key(rf: RequestFactory) -> None:
         pytest.param("back\\slash", id="backslash in a token"),
         pytest.param('"a" "b"', id="two strings"),
         pytest.param('"a", "b"', id="a list"),
+        # Two Idempotency-Key headers, which WSGI servers join with ",".
+        pytest.param("a,b", id="two tokens joined"),
+        pytest.param("a, b", id="two tokens joined with a space"),
+        pytest.param('"a","b"', id="two strings joined"),
+        pytest.param('"a, b",c', id="a string with a comma and a token"),
         pytest.param("two words", id="token with a space"),
     ],
 )
@@ -178,17 +185,22 @@ def test_if_match_picks_this_logs_etag_from_a_list(rf: RequestFactory) -> None:
     assert state == LogState(LOG_ID, 5)
 
 
-def test_if_match_accepts_a_weak_tag(rf: RequestFactory) -> None:
-    # Current behaviour: W/ is ignored. (RFC 9110 says If-Match compares
-    # strongly, so a weak tag never matches; see the report.)
+def test_if_match_never_matches_a_weak_tag(rf: RequestFactory) -> None:
+    # RFC 9110 13.1.1: If-Match compares strongly; a weak tag never matches.
     request = with_if_match(rf, f"W/{http.etag(LogState(LOG_ID, 2))}")
-    assert http.if_match_state(request, LOG_ID) == LogState(LOG_ID, 2)
+    with pytest.raises(http.PreconditionFailed) as info:
+        http.if_match_state(request, LOG_ID)
+    assert info.value.header == "If-Match"
+    # A strong tag of this log beside it matches.
+    both = f"W/{http.etag(LogState(LOG_ID, 2))}, {http.etag(LogState(LOG_ID, 3))}"
+    assert http.if_match_state(with_if_match(rf, both), LOG_ID) == LogState(LOG_ID, 3)
 
 
 @pytest.mark.parametrize(
     "header",
     [
         pytest.param(f'"{OTHER_LOG_ID.hex}.3"', id="etag of another log"),
+        pytest.param(f'W/"{LOG_ID.hex}.3"', id="weak etag of this log"),
         pytest.param("garbage", id="garbage"),
         pytest.param('"garbage"', id="quoted garbage"),
         pytest.param(f"{LOG_ID.hex}.3", id="unquoted"),
@@ -198,12 +210,15 @@ def test_if_match_accepts_a_weak_tag(rf: RequestFactory) -> None:
         pytest.param("", id="empty"),
     ],
 )
-def test_if_match_without_an_etag_of_this_log_is_a_bad_request(
+def test_if_match_without_an_etag_of_this_log_fails_the_precondition(
     rf: RequestFactory, header: str
 ) -> None:
-    with pytest.raises(http.BadRequestHeader) as info:
+    # RFC 9110 13.1.1: the condition is false, so 412, not 400.
+    with pytest.raises(http.PreconditionFailed) as info:
         http.if_match_state(with_if_match(rf, header), LOG_ID)
     assert info.value.header == "If-Match"
+    assert not isinstance(info.value, http.BadRequest)
+    assert http.problem_for(info.value).status_code == 412
 
 
 # problem, precondition_failed, problem_for
@@ -252,7 +267,8 @@ def test_precondition_failed_is_412_with_the_current_etag() -> None:
         (InvalidArgument("limit must be an int"), 400),
         (EventEncodingError("cannot encode"), 400),
         (http.BadRequest("The body is not valid JSON."), 400),
-        (http.BadRequestHeader("If-Match", "nope"), 400),
+        (http.BadRequestHeader("Idempotency-Key", "nope"), 400),
+        (http.PreconditionFailed("If-Match", "no etag of this resource"), 412),
         (UnknownEventType("secret.type"), 500),
         (ImmutableEvent("secret immutable"), 500),
         (EventLogError("secret internal detail"), 500),
@@ -408,3 +424,163 @@ def test_json_api_passes_success_through(rf: RequestFactory) -> None:
 
     assert view(rf.post("/"), "a", b=2) is sent
     assert seen == [(("a",), {"b": 2})]
+
+
+def test_idempotency_key_several_keys_are_refused_as_such(rf: RequestFactory) -> None:
+    with pytest.raises(http.BadRequestHeader, match="one key, not a list"):
+        http.idempotency_key(with_key(rf, "a,b"))
+    # A comma inside a quoted key is part of the key, not a separator.
+    assert http.idempotency_key(with_key(rf, '"a,b"')) == "a,b"
+
+
+def test_json_body_nested_too_deeply_is_a_bad_request(rf: RequestFactory) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(http.BadRequest, match="nested too deeply"):
+        http.json_body(post_body(rf, b'{"a": ' + deep + b"}"))
+
+
+def json_view(methods: list[str], body: Any = None) -> Any:
+    """A json_api view that reads the JSON body, then raises ``body`` if given."""
+
+    @http.json_api(methods=methods)
+    def view(request: HttpRequest) -> HttpResponse:
+        http.json_body(request)
+        if body is not None:
+            raise body
+        return HttpResponse("ok")
+
+    return view
+
+
+def test_json_api_answers_413_for_a_body_over_the_limit(
+    rf: RequestFactory, settings: Any
+) -> None:
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1_000
+    view = json_view(["POST"])
+    response = view(post_body(rf, b'{"a": "' + b"x" * 2_000 + b'"}'))
+    assert response.status_code == 413
+    assert response["Content-Type"] == "application/problem+json"
+    assert body_of(response)["title"] == "Content Too Large"
+    assert view(post_body(rf, b'{"a": "x"}')).status_code == 200
+
+
+def test_json_api_answers_400_for_a_deeply_nested_body(rf: RequestFactory) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    response = json_view(["POST"])(post_body(rf, deep))
+    assert response.status_code == 400
+    assert body_of(response)["detail"] == "The body is nested too deeply."
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(OperationalError("connection refused"), id="operational"),
+        pytest.param(InterfaceError("connection already closed"), id="interface"),
+    ],
+)
+def test_json_api_answers_503_with_retry_after_when_the_database_is_down(
+    rf: RequestFactory, caplog: pytest.LogCaptureFixture, error: Exception
+) -> None:
+    view = json_view(["POST"], error)
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        response = view(post_body(rf, b"{}"))
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response["Content-Type"] == "application/problem+json"
+    assert body_of(response)["title"] == "Service Unavailable"
+    assert "connection" not in response.content.decode()
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.levelno == logging.ERROR
+    assert record.exc_info is not None
+    assert record.exc_info[1] is error
+    # Django's handler sees the response logged already and logs it no more.
+    assert getattr(response, "_has_been_logged", False)
+
+
+def test_json_api_retry_after_is_configurable(rf: RequestFactory) -> None:
+    @http.json_api(methods=["GET"], retry_after=30)
+    def view(request: HttpRequest) -> HttpResponse:
+        raise OperationalError("down")
+
+    assert view(rf.get("/"))["Retry-After"] == "30"
+
+
+@pytest.mark.parametrize(
+    "error", [UnknownEventType("secret.type"), EventLogError("secret")]
+)
+def test_json_api_logs_a_library_error_that_is_a_server_error(
+    rf: RequestFactory, caplog: pytest.LogCaptureFixture, error: EventLogError
+) -> None:
+    view = json_view(["POST"], error)
+    with caplog.at_level(logging.ERROR, logger="django.request"):
+        response = view(post_body(rf, b"{}"))
+    assert response.status_code == 500
+    assert "secret" not in response.content.decode()
+    (record,) = [r for r in caplog.records if r.name == "django.request"]
+    assert record.exc_info is not None
+    assert record.exc_info[1] is error
+
+
+def test_json_api_does_not_log_a_client_error(
+    rf: RequestFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    view = json_view(["POST"], LogNotFound(LOG_ID))
+    with caplog.at_level(logging.DEBUG, logger="django.request"):
+        assert view(post_body(rf, b"{}")).status_code == 404
+    assert [r for r in caplog.records if r.name == "django.request"] == []
+
+
+# json_api and CSRF, as Django REST framework's session authentication does
+
+
+def csrf_request(
+    rf: RequestFactory, method: str, *, authenticated: bool, token: bool
+) -> HttpRequest:
+    secret = "a" * 32
+    headers = {"X-CSRFToken": secret} if token else {}
+    request: HttpRequest = getattr(rf, method.lower())(
+        "/", data=b"{}", content_type="application/json", headers=headers
+    )
+    request.COOKIES["csrftoken"] = secret
+    # An unsaved User is authenticated; no database is needed.
+    request.user = User() if authenticated else AnonymousUser()
+    return request
+
+
+def test_json_api_is_exempt_from_the_csrf_middleware() -> None:
+    assert getattr(json_view(["POST"]), "csrf_exempt", False) is True
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE"])
+def test_json_api_checks_csrf_for_a_cookie_authenticated_unsafe_method(
+    rf: RequestFactory, method: str
+) -> None:
+    view = json_view([method])
+    response = view(csrf_request(rf, method, authenticated=True, token=False))
+    assert response.status_code == 403
+    assert response["Content-Type"] == "application/problem+json"
+    assert body_of(response)["detail"].startswith("CSRF Failed: ")
+    assert (
+        view(csrf_request(rf, method, authenticated=True, token=True)).status_code
+        == 200
+    )
+    # No cookie authentication: nothing for a forged request to ride on.
+    assert (
+        view(csrf_request(rf, method, authenticated=False, token=False)).status_code
+        == 200
+    )
+
+
+def test_json_api_answers_405_before_checking_csrf(rf: RequestFactory) -> None:
+    @http.json_api(methods=["GET", "HEAD"])
+    def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse("ok")
+
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        response = view(csrf_request(rf, method, authenticated=True, token=False))
+        assert response.status_code == 405
+        assert response["Allow"] == "GET, HEAD"
+    # A safe method needs no token.
+    get = rf.get("/")
+    get.user = User()
+    assert view(get).status_code == 200

@@ -26,6 +26,7 @@ from testproject.payments.events import (
     Declined,
     Payment,
     PaymentRequest,
+    Refunded,
     Requested,
 )
 from tests.domain import Deposited, Opened
@@ -556,6 +557,7 @@ def test_write_longest_texts_are_accepted(client: Client) -> None:
 
 # A body that both captures and refunds accept.
 VALID_WRITE = '{"amount": 1, "statement_descriptor": "X", "reference_number": "X"}'
+VALID_WRITE_BODY = {"amount": 1, "statement_descriptor": "X", "reference_number": "X"}
 
 
 @pytest.mark.parametrize("what", ["captures", "refunds"])
@@ -565,7 +567,6 @@ VALID_WRITE = '{"amount": 1, "statement_descriptor": "X", "reference_number": "X
         ("{", {}),
         ('"amount"', {}),
         (VALID_WRITE, {"Idempotency-Key": '"x'}),
-        (VALID_WRITE, {"If-Match": "garbage"}),
     ],
 )
 def test_write_bad_request(
@@ -612,13 +613,29 @@ def test_stale_if_match_is_412_with_the_current_etag(client: Client) -> None:
     assert len(event_types(payment_id)) == 3
 
 
-def test_if_match_of_another_resource_is_400(client: Client) -> None:
+@pytest.mark.parametrize("what", ["captures", "refunds"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        pytest.param("{other}", id="etag of another payment"),
+        pytest.param("W/{tag}", id="weak current etag"),
+        pytest.param("garbage", id="malformed"),
+    ],
+)
+def test_if_match_naming_no_strong_etag_of_the_payment_is_412(
+    client: Client, what: str, template: str
+) -> None:
+    # RFC 9110 13.1.1: If-Match compares strongly, and a tag that is not
+    # this payment's makes the condition false: 412, not 400.
     payment_id = new_payment(client)["id"]
+    assert capture(client, payment_id, 500).status_code == 201  # refundable
     other_id = new_payment(client)["id"]
-    response = capture(client, payment_id, 100, if_match=etag_of(other_id, 2))
-    body = assert_problem(response, 400)
-    assert "If-Match" in body["detail"]
-    assert len(event_types(payment_id)) == 2
+    header = template.format(other=etag_of(other_id, 3), tag=etag_of(payment_id, 3))
+    response = write(client, payment_id, what, VALID_WRITE_BODY, if_match=header)
+    body = assert_problem(response, 412)
+    assert body["title"] == "Precondition Failed"
+    assert response["ETag"] == etag_of(payment_id, 3)
+    assert len(event_types(payment_id)) == 3
 
 
 def test_retried_capture_replays_even_when_the_rules_now_refuse(
@@ -910,3 +927,26 @@ def test_demo_admin_creates_then_resets_the_superuser(fast_passwords: None) -> N
     assert authenticate(username="admin", password=new_password) is not None
     assert authenticate(username="admin", password=password) is None
     assert get_user_model().objects.filter(username="admin").count() == 1
+
+
+def test_seed_payments_follows_the_payment_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    checked: list[str] = []
+    real_check = Payment.check
+
+    def check(self: Payment, event: Captured | Refunded) -> None:
+        checked.append(event.type_name)
+        real_check(self, event)
+
+    monkeypatch.setattr(Payment, "check", check)
+    seed(count=30)
+    writes = Event.objects.filter(type__in=["payment.captured", "payment.refunded"])
+    # Every capture and refund was checked by the payment's rules first (the
+    # concurrency demo checks one more capture, which the log then refuses).
+    assert len(checked) == writes.count() + 1
+    assert "payment.refunded" in checked
+    for log_id in Log.objects.values_list("id", flat=True):
+        payment = Log.objects.reduce(log_id, Payment).aggregate
+        assert 0 <= payment.amount_refunded <= payment.amount_captured
+        assert payment.amount_captured <= payment.amount_approved

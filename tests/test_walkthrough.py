@@ -15,6 +15,7 @@ from testproject.payments.events import (
     Authorized,
     Captured,
     Payment,
+    PaymentRefused,
     PaymentRequest,
     Refunded,
     Requested,
@@ -33,20 +34,31 @@ def test_payment_walkthrough() -> None:
     state = Log.objects.append(state, Authorized(10_000, "xyz123"))
     reduction = Log.objects.reduce(state.log_id, Payment)
     assert reduction.aggregate.amount_approved == 10_000
-    assert reduction.aggregate.amount_outstanding() == 10_000
+    assert reduction.aggregate.capturable() == 10_000
+    assert reduction.aggregate.refundable() == 0
 
-    Log.objects.append(reduction, Captured(4_000, "Widgets"))
+    capture = Captured(4_000, "Widgets")
+    reduction.aggregate.check(capture)
+    Log.objects.append(reduction, capture)
     reduction = Log.objects.reduce(state.log_id, Payment)
     assert reduction.aggregate.amount_captured == 4_000
-    assert reduction.aggregate.amount_outstanding() == 6_000
+    assert reduction.aggregate.capturable() == 6_000
+    assert reduction.aggregate.refundable() == 4_000
 
-    Log.objects.append(reduction, Refunded(6_000, "REF-1"))
+    # The crate's example refunds 6000 of the 4000 captured; the rules, the
+    # API's, refuse it.
+    with pytest.raises(PaymentRefused, match="Only 4000 can be refunded"):
+        reduction.aggregate.check(Refunded(6_000, "REF-1"))
+    refund = Refunded(4_000, "REF-1")
+    reduction.aggregate.check(refund)
+    Log.objects.append(reduction, refund)
     payment = Log.objects.reduce(state.log_id, Payment).aggregate
     assert payment.request == PaymentRequest(10_000)
     assert payment.amount_approved == 10_000
     assert payment.amount_captured == 4_000
-    assert payment.amount_refunded == 6_000
-    assert payment.amount_outstanding() == 0
+    assert payment.amount_refunded == 4_000
+    assert payment.capturable() == 6_000
+    assert payment.refundable() == 0
 
     records = Log.objects.load(state.log_id, start=0, limit=100)
     assert len(records) == 4
@@ -73,7 +85,10 @@ def test_the_walkthrough_command_prints_each_step() -> None:
     text = out.getvalue()
     log_id = re.search(r"Created payment log ([0-9a-f-]{36})", text)
     assert log_id is not None
-    assert "approved 10000, captured 4000, refunded 6000, outstanding 0" in text
+    assert "Refund of 6000 refused by the rules: Only 4000 can be refunded." in text
+    assert (
+        "approved 10000, captured 4000, refunded 4000; capturable 6000, refundable 0"
+    ) in text
     assert f"IdempotentReplay: log {log_id[1]}, index 0" in text
     assert re.findall(r"\(cache (\w+)\), applied (\d+) event", text) == [
         ("miss", "2"),
@@ -85,5 +100,10 @@ def test_the_walkthrough_command_prints_each_step() -> None:
     events = json.loads(text[text.index("[") :])
     assert [e["index"] for e in events] == [0, 1, 2, 3]
     assert events[2]["event"] == {"amount": 4000, "statement_descriptor": "Widgets"}
+    assert events[3]["event"] == {"amount": 4000, "reference_number": "REF-1"}
     reduced = Log.objects.reduce(log_id[1], Payment).aggregate
-    assert reduced.amount_outstanding() == 0
+    # The walk-through follows the API's rules: never more refunded than
+    # captured, never more captured than approved.
+    assert reduced.amount_refunded <= reduced.amount_captured
+    assert reduced.amount_captured <= reduced.amount_approved
+    assert reduced.refundable() == 0

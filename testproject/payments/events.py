@@ -42,6 +42,14 @@ class Refunded(DomainEvent):
     reference_number: str
 
 
+class PaymentRefused(Exception):
+    """The payment's rules refuse a capture or a refund; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass
 class Payment(Aggregate):
     """The state of a payment, reduced from its events."""
@@ -65,10 +73,6 @@ class Payment(Aggregate):
             case Refunded(amount=amount):
                 self.amount_refunded += amount
 
-    def amount_outstanding(self) -> int:
-        """Approved amount neither captured nor refunded yet (the crate's figure)."""
-        return self.amount_approved - self.amount_captured - self.amount_refunded
-
     def status(self) -> str:
         """requested, authorized or declined."""
         if self.declined_reason is not None:
@@ -76,9 +80,29 @@ class Payment(Aggregate):
         return "authorized" if self.amount_approved else "requested"
 
     def capturable(self) -> int:
-        """What the API lets a capture take: approved and not captured yet."""
-        return self.amount_approved - self.amount_captured
+        """What a capture may take: approved and not captured yet."""
+        return self.amount_approved - self.amount_captured if self._open() else 0
 
     def refundable(self) -> int:
-        """What the API lets a refund return: captured and not refunded yet."""
-        return self.amount_captured - self.amount_refunded
+        """What a refund may return: captured and not refunded yet."""
+        return self.amount_captured - self.amount_refunded if self._open() else 0
+
+    def check(self, event: Captured | Refunded) -> None:
+        """Raise :class:`PaymentRefused` unless the rules allow ``event`` now.
+
+        The one home of the payment rules, which the API, the walk-through
+        and the seed command follow: only an authorized payment is captured
+        or refunded; a capture takes at most :meth:`capturable`, a refund
+        returns at most :meth:`refundable`; amounts are positive.
+        """
+        if not self._open():
+            raise PaymentRefused(f"The payment is {self.status()}.")
+        if event.amount <= 0:
+            raise PaymentRefused("The amount must be positive.")
+        if isinstance(event, Captured) and event.amount > self.capturable():
+            raise PaymentRefused(f"Only {self.capturable()} can be captured.")
+        if isinstance(event, Refunded) and event.amount > self.refundable():
+            raise PaymentRefused(f"Only {self.refundable()} can be refunded.")
+
+    def _open(self) -> bool:
+        return self.status() == "authorized"

@@ -3,19 +3,25 @@
 Every write reduces the payment once and answers from that reduction:
 
 1. Reduce the payment the URL names (the library parses the id: a
-   malformed, unknown or foreign one is 404), then validate the body.
-2. Read the Idempotency-Key and check it: a retry is answered with the
-   original event and the payment as reduced, whatever the rules now say.
-3. With If-Match, the client's ETag must be the reduction's (else 412).
-4. Check the business rules on the aggregate.
-5. Append, with the reduction as the log state. A write that loses the race
+   malformed, unknown or foreign one is 404).
+2. Read the headers before the body: a malformed Idempotency-Key is 400, an
+   If-Match naming no strong ETag of the payment 412. Then validate the body.
+3. Check the Idempotency-Key: a retry is answered with the original event
+   and the payment as reduced, whatever the rules now say.
+4. With If-Match, the client's ETag must be the reduction's (else 412).
+5. Check the payment's rules (``Payment.check``) on the aggregate.
+6. Append, with the reduction as the log state. A write that loses the race
    is 412 with If-Match; without it, it reduces again and goes back to 4, a
    few times.
-6. Answer with the appended event (one row loaded, for its stored time) and
+7. Answer with the appended event (one row loaded, for its stored time) and
    the payment: that event folded into the reduction held, not reduced again.
 
 A create is the same after ``create_log``: reduce, ask the gateway, append
 its decision, answer with the decision folded in.
+
+Every answer under ``/api/`` is JSON: ``api_fallback`` serves a path
+without its trailing slash as the path with it, and answers a 404 problem
+for the rest.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
-from django.urls import reverse
+from django.urls import Resolver404, resolve, reverse
 from django.views.decorators.csrf import csrf_exempt
 
 from django_eventlog import (
@@ -43,7 +49,14 @@ from django_eventlog import (
 )
 
 from . import gateway
-from .events import Captured, Payment, PaymentRequest, Refunded, Requested
+from .events import (
+    Captured,
+    Payment,
+    PaymentRefused,
+    PaymentRequest,
+    Refunded,
+    Requested,
+)
 
 #: Appends tried before a write that keeps losing races answers 409.
 MAX_ATTEMPTS = 3
@@ -51,7 +64,7 @@ MAX_AMOUNT = 10**12
 EVENTS_PAGE_SIZE = 50
 EVENTS_MAX_PAGE_SIZE = 200
 
-Rule = Callable[[Payment, int], str | None]
+Parse = Callable[[dict[str, Any]], Captured | Refunded]
 
 
 class Invalid(Exception):
@@ -224,7 +237,6 @@ def _authorized(log_id: uuid.UUID, key: str | None) -> Reduction[Payment]:
     return _reduce(log_id)
 
 
-@csrf_exempt
 @http.json_api(methods=["POST"])
 def payments(request: HttpRequest) -> HttpResponse:
     """POST /api/payments/ {"amount": 10000}: request and authorize a payment."""
@@ -256,27 +268,26 @@ def payment(request: HttpRequest, payment_id: str) -> HttpResponse:
     return _payment_response(reduction)
 
 
-def _capture_rule(payment: Payment, amount: int) -> str | None:
-    if amount > payment.capturable():
-        return f"Only {payment.capturable()} can be captured."
-    return None
-
-
-def _refund_rule(payment: Payment, amount: int) -> str | None:
-    if amount > payment.refundable():
-        return f"Only {payment.refundable()} can be refunded."
-    return None
-
-
 def _write(
     request: HttpRequest,
-    reduction: Reduction[Payment],
-    event: Captured | Refunded,
-    rule: Rule,
+    payment_id: str,
+    event_type: type[Captured | Refunded],
+    parse: Parse,
 ) -> HttpResponse:
-    """Append ``event`` to the payment once its rule passes; see the module doc."""
+    """Append the event the body describes to the payment; see the module doc."""
+    reduction = _reduce(payment_id)
     log_id = reduction.log_id
-    key = http.idempotency_key(request, prefix=f"payments:{log_id}:{event.type_name}:")
+    key = http.idempotency_key(
+        request, prefix=f"payments:{log_id}:{event_type.type_name}:"
+    )
+    try:
+        expected = http.if_match_state(request, log_id)
+    except http.PreconditionFailed:
+        return http.precondition_failed(reduction)
+    try:
+        event = parse(http.json_body(request))
+    except Invalid as e:
+        return _invalid(e)
     if key is not None:
         # Before the rules: a retry is answered even when they would now
         # refuse it (the original capture took what was capturable).
@@ -284,16 +295,15 @@ def _write(
             Log.objects.check_idempotency_key(key, event)
         except IdempotentReplay as replay:
             return _event_response(reduction, replay.event_index, replayed=True)
-    expected = http.if_match_state(request, log_id)
     for attempt in range(MAX_ATTEMPTS):
         if attempt:
             reduction = _reduce(log_id)  # the last append lost a race
         if expected is not None and expected.next_index != reduction.next_index:
             return http.precondition_failed(reduction)
-        if reduction.aggregate.status() != "authorized":
-            return _invalid(Invalid(f"The payment is {reduction.aggregate.status()}."))
-        if (broken := rule(reduction.aggregate, event.amount)) is not None:
-            return _invalid(Invalid(broken))
+        try:
+            reduction.aggregate.check(event)
+        except PaymentRefused as refused:
+            return _invalid(Invalid(refused.reason))
         try:
             state = Log.objects.append(reduction, event, idempotency_key=key)
         except ConcurrentAppend:
@@ -323,30 +333,24 @@ def _event_response(
     return response
 
 
-@csrf_exempt
+def _capture(body: dict[str, Any]) -> Captured:
+    return Captured(_amount(body), _text(body, "statement_descriptor", 22))
+
+
+def _refund(body: dict[str, Any]) -> Refunded:
+    return Refunded(_amount(body), _text(body, "reference_number", 64))
+
+
 @http.json_api(methods=["POST"])
 def captures(request: HttpRequest, payment_id: str) -> HttpResponse:
     """POST /api/payments/<id>/captures/ {"amount", "statement_descriptor"}."""
-    reduction = _reduce(payment_id)
-    try:
-        body = http.json_body(request)
-        event = Captured(_amount(body), _text(body, "statement_descriptor", 22))
-    except Invalid as e:
-        return _invalid(e)
-    return _write(request, reduction, event, _capture_rule)
+    return _write(request, payment_id, Captured, _capture)
 
 
-@csrf_exempt
 @http.json_api(methods=["POST"])
 def refunds(request: HttpRequest, payment_id: str) -> HttpResponse:
     """POST /api/payments/<id>/refunds/ {"amount", "reference_number"}."""
-    reduction = _reduce(payment_id)
-    try:
-        body = http.json_body(request)
-        event = Refunded(_amount(body), _text(body, "reference_number", 64))
-    except Invalid as e:
-        return _invalid(e)
-    return _write(request, reduction, event, _refund_rule)
+    return _write(request, payment_id, Refunded, _refund)
 
 
 def _events_url(payment_id: uuid.UUID, start: int, limit: int) -> str:
@@ -395,3 +399,33 @@ def events(request: HttpRequest, payment_id: str) -> HttpResponse:
     return JsonResponse(
         {"events": [r.as_dict() for r in records[:limit]], "next": next_url}
     )
+
+
+_ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+@csrf_exempt  # it writes nothing; the view it serves checks CSRF (json_api)
+def api_fallback(request: HttpRequest) -> HttpResponse:
+    """Any other path under /api/: the endpoint it names without its slash, or 404.
+
+    Django's ``APPEND_SLASH`` would redirect ``POST /api/payments`` with a
+    301, which clients follow with a GET and no body; the API serves it as
+    ``POST /api/payments/`` instead, and answers JSON for unknown paths.
+    """
+    if not request.path_info.endswith("/"):
+        try:
+            match = resolve(f"{request.path_info}/")
+        except Resolver404:
+            pass
+        else:
+            if match.func is not api_fallback:
+                response: HttpResponse = match.func(
+                    request, *match.args, **match.kwargs
+                )
+                return response
+    return _not_found(request)
+
+
+@http.json_api(methods=_ALL_METHODS)
+def _not_found(request: HttpRequest) -> HttpResponse:
+    raise Http404("No such resource.")

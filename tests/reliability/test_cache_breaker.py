@@ -246,11 +246,13 @@ def test_caching_resumes_within_one_cool_off_once_redis_answers_on_that_port(
         state = Log.objects.append(state, Deposited(5))
         before = cache_stats()
         while stats_delta(before).get("writes", 0) == 0:
-            assert time.monotonic() < up + cooloff + 1, "caching did not resume"
+            assert time.monotonic() < up + cooloff + 2, "caching did not resume"
             assert Log.objects.reduce(state.log_id, Account).aggregate.balance == 35
             time.sleep(0.02)
+        # Within the cool-off (counted from before the server started), give
+        # or take the polling loop's own time on a loaded machine.
         resumed = time.monotonic() - up
-        assert resumed <= cooloff + 0.3
+        assert resumed <= cooloff + 0.5
         assert not breaker.is_open
         # The probe found the new, empty server: a miss, then the write.
         assert outcomes[-1] == "miss"

@@ -8,12 +8,13 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from django_eventlog import IdempotentReplay, Log
+from django_eventlog import IdempotentReplay, Log, Reduction
 from django_eventlog.signals import reduced
 from testproject.payments.events import (
     Authorized,
     Captured,
     Payment,
+    PaymentRefused,
     PaymentRequest,
     Refunded,
     Requested,
@@ -21,7 +22,10 @@ from testproject.payments.events import (
 
 
 class Command(BaseCommand):
-    help = "Create, authorize, capture and refund a payment, printing each step."
+    help = (
+        "Create, authorize, capture and refund a payment by the payment's "
+        "rules (those of the API), printing each step."
+    )
 
     def handle(self, *args: Any, **options: Any) -> None:
         reduced.connect(self.on_reduced, sender=Payment)
@@ -67,14 +71,21 @@ class Command(BaseCommand):
         reduction = Log.objects.reduce(state.log_id, Payment)
         self.report(reduction.aggregate)
 
-        Log.objects.append(reduction, Captured(4_000, "Widgets"))
+        self.write(reduction, Captured(4_000, "Widgets"))
         self.step("Captured 4000, passing the reduction as the log state")
 
         reduction = Log.objects.reduce(state.log_id, Payment)
         self.report(reduction.aggregate)
 
-        Log.objects.append(reduction, Refunded(6_000, "REF-1"))
-        self.step("Refunded 6000")
+        # The crate's example refunds 6000 here; the rules refuse a refund
+        # beyond what was captured, as the API does.
+        try:
+            self.write(reduction, Refunded(6_000, "REF-1"))
+        except PaymentRefused as refused:
+            self.step(f"Refund of 6000 refused by the rules: {refused.reason}")
+
+        self.write(reduction, Refunded(4_000, "REF-1"))
+        self.step("Refunded 4000")
 
         reduction = Log.objects.reduce(state.log_id, Payment)
         self.report(reduction.aggregate)
@@ -88,6 +99,11 @@ class Command(BaseCommand):
         self.step(f"Loaded {len(records)} events as JSON:")
         self.stdout.write(json.dumps([r.as_dict() for r in records], indent=2))
 
+    def write(self, reduction: Reduction[Payment], event: Captured | Refunded) -> None:
+        """Append ``event`` if the payment's rules allow it, as the API does."""
+        reduction.aggregate.check(event)
+        Log.objects.append(reduction, event)
+
     def step(self, message: str) -> None:
         self.stdout.write(self.style.SUCCESS("* ") + message)
 
@@ -95,6 +111,6 @@ class Command(BaseCommand):
         self.stdout.write(
             f"  reduced: approved {payment.amount_approved}, "
             f"captured {payment.amount_captured}, "
-            f"refunded {payment.amount_refunded}, "
-            f"outstanding {payment.amount_outstanding()}"
+            f"refunded {payment.amount_refunded}; "
+            f"capturable {payment.capturable()}, refundable {payment.refundable()}"
         )

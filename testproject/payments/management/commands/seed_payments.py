@@ -9,7 +9,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from django_eventlog import ConcurrentAppend, Event, IdempotentReplay, Log
+from django_eventlog import ConcurrentAppend, Event, IdempotentReplay, Log, Reduction
 from testproject.payments.events import (
     Captured,
     Payment,
@@ -17,7 +17,7 @@ from testproject.payments.events import (
     Refunded,
     Requested,
 )
-from testproject.payments.gateway import LIMIT, authorize
+from testproject.payments.gateway import authorize
 
 
 class Command(BaseCommand):
@@ -63,33 +63,41 @@ class Command(BaseCommand):
         )
 
     def payment(self, rng: random.Random, key: str, amount: int) -> int:
+        """Create a payment; capture and refund parts of it by the payment's rules."""
         state = Log.objects.create_log(
             Requested(PaymentRequest(amount)), kind="payment", idempotency_key=key
         )
-        state = Log.objects.append(state, authorize(PaymentRequest(amount)))
-        approved = amount if amount <= LIMIT else 0
-        captured = 0
-        for _ in range(rng.randint(0, 3) if approved else 0):
-            part = rng.randint(1, approved - captured) if approved > captured else 0
-            if not part:
+        Log.objects.append(state, authorize(PaymentRequest(amount)))
+        reduction = Log.objects.reduce(state.log_id, Payment)
+        for _ in range(rng.randint(0, 3)):
+            if not reduction.aggregate.capturable():
                 break
-            state = Log.objects.append(state, Captured(part, "DEMO SHOP"))
-            captured += part
-        refunded = 0
-        for n in range(rng.randint(0, 2) if captured else 0):
-            part = rng.randint(1, max(1, (captured - refunded) // 2))
-            state = Log.objects.append(state, Refunded(part, f"R-{key}-{n}"))
-            refunded += part
-        return state.next_index
+            part = rng.randint(1, reduction.aggregate.capturable())
+            reduction = self.write(reduction, Captured(part, "DEMO SHOP"))
+        for n in range(rng.randint(0, 2)):
+            if not reduction.aggregate.refundable():
+                break
+            part = rng.randint(1, max(1, reduction.aggregate.refundable() // 2))
+            reduction = self.write(reduction, Refunded(part, f"R-{key}-{n}"))
+        return reduction.next_index
+
+    def write(
+        self, reduction: Reduction[Payment], event: Captured | Refunded
+    ) -> Reduction[Payment]:
+        """Append ``event``, which the payment's rules must allow, as the API does."""
+        reduction.aggregate.check(event)
+        Log.objects.append(reduction, event)
+        return Log.objects.reduce(reduction.log_id, Payment)
 
     def conflict(self) -> int:
         """Two writers with one state: the second gets ConcurrentAppend."""
         state = Log.objects.create_log(Requested(PaymentRequest(500)), kind="payment")
         state = Log.objects.append(state, authorize(PaymentRequest(500)))
         reduction = Log.objects.reduce(state.log_id, Payment)
-        Log.objects.append(reduction, Captured(300, "DEMO SHOP"))
+        self.write(reduction, Captured(300, "DEMO SHOP"))
         try:
-            Log.objects.append(reduction, Captured(300, "DEMO SHOP"))
+            # The rules allow it on this (stale) state; the log refuses it.
+            self.write(reduction, Captured(300, "DEMO SHOP"))
         except ConcurrentAppend:
             return 1
         return 0
