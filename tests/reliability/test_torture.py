@@ -59,6 +59,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import django
 import msgspec
 import pytest
+from django.conf import settings as django_settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
 from django_eventlog import (
@@ -174,6 +175,8 @@ class WorkerConfig:
     weights: dict[str, int]
     key_share: float  # share of writes that carry an idempotency key
     retry_db_errors: bool  # retry on OperationalError/InterfaceError
+    # Django settings the worker sets after django.setup()
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
 TORTURE_WEIGHTS = {
@@ -579,6 +582,8 @@ def torture_worker(config: WorkerConfig, barrier: Any, faults_over: Any) -> None
         else:
             os.environ[name] = value
     django.setup()
+    for name, value in config.settings.items():
+        setattr(django_settings, name, value)
     from django_eventlog import cache_stats
 
     counter = _WarningCounter()
@@ -667,6 +672,7 @@ def worker_configs(
     weights: dict[str, int],
     key_share: float,
     retry_db_errors: bool = False,
+    settings: dict[str, Any] | None = None,
 ) -> list[WorkerConfig]:
     rng = random.Random(seed)
     prefix = f"t{seed}-"
@@ -686,6 +692,7 @@ def worker_configs(
             weights=weights,
             key_share=key_share,
             retry_db_errors=retry_db_errors,
+            settings=settings or {},
         )
         for i in range(count)
     ]
@@ -1187,6 +1194,7 @@ def torture_run(
     redis_url: str,
     seconds: float,
     during: Callable[[float], None] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> tuple[Verdict, list[dict[str, Any]], float, int]:
     seed = run_seed()
     seeded, seed_records = seed_logs(f"t{seed}-")
@@ -1199,6 +1207,7 @@ def torture_run(
         seeded=seeded,
         weights=TORTURE_WEIGHTS,
         key_share=0.5,
+        settings=settings,
     )
     results = run_workers(configs, during)
     records = seed_records + [rec for result in results for rec in result["records"]]
@@ -1261,8 +1270,15 @@ def test_redis_stopped_and_restarted_mid_run(
         time.sleep(1.0)  # at least this much load after the restart
 
     try:
+        # With the default cool-off (30 s) a worker rightly skips a cache
+        # that failed again and again for longer than this run lasts after
+        # the restart; a short one lets the run see caching come back.
         verdict, results, seconds, seed = torture_run(
-            tmp_path, server.url, fault_seconds(), during=stop_and_restart
+            tmp_path,
+            server.url,
+            fault_seconds(),
+            during=stop_and_restart,
+            settings={"EVENTLOG_CACHE_BREAKER_COOLOFF": 0.3},
         )
         entries, reduced = check_cache(verdict)
     finally:
