@@ -31,10 +31,12 @@ __all__ = [
     "insert_event",
     "insert_log",
     "key_use",
+    "log_kinds",
     "page_rows",
     "previous_page_start",
     "scan_rows",
     "stream_rows",
+    "triggers",
 ]
 
 # Writing
@@ -251,6 +253,26 @@ def scan_rows(
         if not isinstance(log_id, uuid.UUID):
             log_id = uuid.UUID(log_id)
         yield log_id, cast(Row, tuple(row))
+
+
+def log_kinds(using: str, limit: int) -> list[str]:
+    """Up to ``limit`` distinct kinds of logs, in order, one index probe each."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(statements(connection).select_kinds, [limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def triggers(using: str, table: str) -> dict[str, bool] | None:
+    """The triggers on ``table`` by name, each with whether it is enabled;
+    None on a database where the library installs none."""
+    connection = connections[using]
+    query = statements(connection).select_triggers
+    if query is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(query, [table])
+        return {name: bool(enabled) for name, enabled in cursor.fetchall()}
 
 
 def _cursor_rows(

@@ -138,6 +138,32 @@ class Statements:
             f"WHERE {bare('log')} = %s AND {bare('index')} = %s"
         )
 
+        # The admin's kind filter: a loose index scan of the kind index, one
+        # probe per distinct kind, where SELECT DISTINCT reads every log.
+        # Parameter: the most kinds to list.
+        kind = self.log_kind_col
+        self.select_kinds = (
+            "WITH RECURSIVE kinds(k) AS ("
+            f"SELECT MIN({kind}) FROM {log_table} UNION ALL "
+            f"SELECT (SELECT MIN({kind}) FROM {log_table} WHERE {kind} > kinds.k) "
+            "FROM kinds WHERE kinds.k IS NOT NULL"
+            ") SELECT k FROM kinds WHERE k IS NOT NULL LIMIT %s"
+        )
+        #: The triggers on the events table, by name, and whether each fires
+        #: (eventlog_verify). Parameter: the table's name. None: no triggers
+        #: are installed on this database.
+        self.select_triggers: str | None = None
+        if postgresql:
+            self.select_triggers = (
+                "SELECT tgname, tgenabled <> 'D' FROM pg_trigger "
+                "WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal"
+            )
+        elif connection.vendor == "sqlite":
+            self.select_triggers = (
+                "SELECT name, 1 FROM sqlite_master "
+                "WHERE type = 'trigger' AND tbl_name = %s"
+            )
+
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)
     def page(self, *, descending: bool, typed: bool) -> str:
         """A page of one log from an index on, either way, optionally of one type.
