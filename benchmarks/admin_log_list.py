@@ -19,7 +19,8 @@ filter's choices (``KindListFilter``, a loose index scan) next to the
 ``SELECT DISTINCT kind`` Django's own field filter would run, and a
 type-filtered timeline page (``LogAdmin.timeline_context`` with
 ``?type=``) of a log of 100,000 events where one event in 1,000 is of that
-type.
+type, served by the ``(log, type, index)`` index, then once more with that
+index dropped inside a transaction that is rolled back.
 
 The database is a throwaway one, created with Django's test database
 machinery on the server the PG* variables name (as ``testproject.settings``
@@ -57,6 +58,7 @@ KINDS = 5
 LONG_LOG_EVENTS = 100_000
 RARE_EVERY = 1_000
 RARE_TYPE = "bench.flagged"
+TYPE_INDEX = "django_eventlog_log_type_idx"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -336,7 +338,7 @@ def scale(
 ) -> None:
     """Grow the store to each of ``args.sizes`` logs; time the pages at each."""
     from django.contrib import admin
-    from django.db import connection
+    from django.db import connection, transaction
     from django.test import RequestFactory
 
     from django_eventlog import queries
@@ -363,7 +365,16 @@ def scale(
         entries: list[Any] = log_admin.timeline_context(filtered, long_log)["timeline"]
         return entries
 
-    rows = [
+    def timeline_without_index() -> float:
+        # Dropped in a transaction rolled back: the index is back afterwards.
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP INDEX {TYPE_INDEX}")
+            ms = median_ms([timeline], args.number, args.repeats)[0]
+            transaction.set_rollback(True)
+        return ms
+
+    rows: list[tuple[str, ...]] = [
         (
             "logs",
             "events",
@@ -372,6 +383,7 @@ def scale(
             "kind filter ms",
             "DISTINCT kind ms",
             "filtered timeline ms",
+            "same, no type index ms",
         )
     ]
     loaded = args.logs
@@ -393,6 +405,7 @@ def scale(
         timings = median_ms(
             [log_list, kind_filter, distinct_kinds, timeline], args.number, args.repeats
         )
+        timings.append(timeline_without_index())
         rows.append(
             (
                 f"{size:,}",

@@ -420,7 +420,7 @@ RESTORE = re.compile(
 
 def reported_triggers(out: str) -> list[tuple[str, str, str]]:
     """(trigger, missing or disabled, the SQL given to restore it)."""
-    return [match.groups() for match in RESTORE.finditer(out)]
+    return [(m[1], m[2], m[3]) for m in RESTORE.finditer(out)]
 
 
 def assert_immutable(log_id: uuid.UUID) -> None:
