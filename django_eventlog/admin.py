@@ -38,7 +38,7 @@ from .conf import conf
 from .events import registered_type_names
 from .models import Event, Log
 from .records import RecordDecoder
-from .timeline import TimelineEntry, fill_states, render_payload
+from .timeline import TimelineEntry, fill_states, payload_chars, render_payload
 from .validation import INDEX_MAX
 
 __all__ = ["EventAdmin", "LogAdmin", "ReadOnlyAdmin"]
@@ -231,6 +231,8 @@ class LogAdmin(ReadOnlyAdmin):
             size + 1,
             descending=newest_first,
             type_name=event_type or None,
+            # A page of huge payloads costs no more than the part shown.
+            payload_chars=payload_chars(self.timeline_payload_limit),
         )
         next_from = rows[size][0] if len(rows) > size else None
         rows = rows[:size]

@@ -157,16 +157,24 @@ def page_rows(
     *,
     descending: bool = False,
     type_name: str | None = None,
+    payload_chars: int | None = None,
 ) -> list[Row]:
     """Up to ``limit`` events of the log from index ``start`` on (down, when
-    ``descending``), of any type or of ``type_name``; one round trip."""
+    ``descending``), of any type or of ``type_name``, with only the first
+    ``payload_chars`` characters of each payload if given; one round trip."""
     connection = connections[using]
     sql = statements(connection)
     params: list[Any] = [db_uuid(log_id, connection)]
-    if type_name is None and not descending:
+    if type_name is None and not descending and payload_chars is None:
         query = sql.select_page
     else:
-        query = sql.page(descending=descending, typed=type_name is not None)
+        query = sql.page(
+            descending=descending,
+            typed=type_name is not None,
+            clipped=payload_chars is not None,
+        )
+        if payload_chars is not None:
+            params.insert(0, payload_chars)
         if type_name is not None:
             params.append(type_name)
     # No event lies past INDEX_MAX, and SQLite refuses integers past 2**63.

@@ -120,6 +120,10 @@ class Statements:
         else:
             self.convert_recorded_at = self._orm_converter(connection)
         self.selected = f"{index}, {type_}, {payload}, {recorded_at}, {key}"
+        # The admin timeline's: the payload's first %s characters only.
+        self._selected_clipped = (
+            f"{index}, {type_}, substr({payload}, 1, %s), {recorded_at}, {key}"
+        )
         self.select_from = (
             f"SELECT {self.selected} FROM {event_table} "
             f"WHERE {log} = %s AND {index} >= %s ORDER BY {index}"
@@ -165,18 +169,20 @@ class Statements:
             )
 
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)
-    def page(self, *, descending: bool, typed: bool) -> str:
-        """A page of one log from an index on, either way, optionally of one type.
+    def page(self, *, descending: bool, typed: bool, clipped: bool = False) -> str:
+        """A page of one log from an index on, either way, optionally of one type,
+        optionally with only the start of each payload.
 
-        Parameters: log id, [type,] first index, limit.
+        Parameters: [payload characters,] log id, [type,] first index, limit.
         """
         where = f"{self.log_col} = %s"
         if typed:
             where += f" AND {self.type_col} = %s"
         bound = "<=" if descending else ">="
         order = f"{self.index_col} DESC" if descending else self.index_col
+        selected = self._selected_clipped if clipped else self.selected
         return (
-            f"SELECT {self.selected} FROM {self.event_table} "
+            f"SELECT {selected} FROM {self.event_table} "
             f"WHERE {where} AND {self.index_col} {bound} %s ORDER BY {order} LIMIT %s"
         )
 

@@ -18,7 +18,13 @@ from .conf import conf
 from .models import Log
 from .records import decode_rows
 
-__all__ = ["TimelineEntry", "fill_states", "render_json", "render_payload"]
+__all__ = [
+    "TimelineEntry",
+    "fill_states",
+    "payload_chars",
+    "render_json",
+    "render_payload",
+]
 
 
 @dataclass
@@ -47,9 +53,15 @@ def render_json(value: Any, *, limit: int, depth: int) -> str:
     return text if not notes else f"{text}\n\u2026 truncated: {'; '.join(notes)}."
 
 
+def payload_chars(limit: int) -> int:
+    """How much of a payload to read from the database for :func:`render_payload`."""
+    return _PARSED_MAX * limit + 1
+
+
 def render_payload(payload: str, *, limit: int, depth: int) -> str:
-    """A stored payload (JSON text) as :func:`render_json` shows it; text too
-    long or too deep to parse is cut as it is."""
+    """A stored payload (JSON text, or its first :func:`payload_chars`
+    characters) as :func:`render_json` shows it; text too long or too deep
+    to parse is cut as it is."""
     # Parsed when not much longer than what is shown: the indented text of
     # a somewhat longer payload is cut too, but reads better.
     if len(payload) <= _PARSED_MAX * limit:
@@ -59,8 +71,11 @@ def render_payload(payload: str, *, limit: int, depth: int) -> str:
             pass
     if len(payload) <= limit:
         return payload
+    size = f"{len(payload):,}"
+    if len(payload) >= payload_chars(limit):  # read in part
+        size = f"more than {_PARSED_MAX * limit:,}"
     return (
-        f"{payload[:limit]}\n\u2026 truncated: {len(payload):,} characters, "
+        f"{payload[:limit]}\n\u2026 truncated: {size} characters, "
         f"the first {limit:,} shown."
     )
 

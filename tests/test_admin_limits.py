@@ -9,6 +9,7 @@ query parameter can make a page fail with a 500.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +20,11 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 
-from django_eventlog import Aggregate, EventRecord
+from django_eventlog import Aggregate, EventRecord, queries
 from django_eventlog.admin import KindListFilter, LogAdmin
 from django_eventlog.models import Event, Log, uuid7
-from django_eventlog.timeline import render_json, render_payload
+from django_eventlog.sql import statements
+from django_eventlog.timeline import payload_chars, render_json, render_payload
 from tests.domain import Deposited
 from tests.test_admin import (
     EVENT_LIST,
@@ -93,6 +95,30 @@ def test_kind_filter_lists_at_most_its_limit(
     assert b'href="?kind=c"' not in response.content
 
 
+def test_the_kind_filter_probes_the_kind_index() -> None:
+    bulk_logs(20, 1, kind="order", newest=timezone.now())
+    with connection.cursor() as cursor:
+        kind_index = next(
+            name
+            for name, info in connection.introspection.get_constraints(
+                cursor, Log._meta.db_table
+            ).items()
+            if info["columns"] == ["kind"] and info["index"]
+        )
+        explain = (
+            "EXPLAIN ANALYZE"
+            if connection.vendor == "postgresql"
+            else "EXPLAIN QUERY PLAN"
+        )
+        cursor.execute(f"{explain} {statements(connection).select_kinds}", [100])
+        plan = "\n".join(" ".join(map(str, row)) for row in cursor.fetchall())
+    # Every read of the logs goes through the kind index: no scan of the table.
+    # Two probes: the first kind, then the next after each.
+    assert plan.count(kind_index) == 2, plan
+    assert "Seq Scan" not in plan, plan
+    assert not re.search(r"SCAN (TABLE )?django_eventlog_log(?! USING)", plan), plan
+
+
 def _index_columns() -> dict[str, list[str]]:
     with connection.cursor() as cursor:
         constraints = connection.introspection.get_constraints(
@@ -143,7 +169,9 @@ def test_a_large_payload_renders_cut_with_a_note(admin_client: Client) -> None:
         text, note = entry.payload.rsplit("\n", 1)
         assert len(text) == LIMIT
         assert text.startswith('{"blob": "' + letter * 10)
-        assert note.startswith("\u2026 truncated: 500,012 characters")
+        assert note == (
+            "\u2026 truncated: more than 100,000 characters, the first 10,000 shown."
+        )
 
 
 def test_a_small_payload_renders_whole() -> None:
@@ -157,10 +185,24 @@ def test_a_small_payload_renders_whole() -> None:
 
 
 def test_a_payload_too_deep_to_parse_is_cut_as_stored() -> None:
-    deep = "[" * 100_000 + "]" * 100_000
+    deep = "[" * 20_000 + "]" * 20_000
     shown = render_payload(deep, limit=LIMIT, depth=DEPTH)
     assert shown.startswith("[" * LIMIT + "\n")
-    assert shown.endswith("200,000 characters, the first 10,000 shown.")
+    assert shown.endswith(": 40,000 characters, the first 10,000 shown.")
+
+
+def test_the_timeline_reads_no_more_of_a_payload_than_it_may_show() -> None:
+    log_id = raw_log({"blob": "x" * 500_000})
+    [row] = queries.page_rows(connection.alias, log_id, 0, 2, payload_chars=12)
+    assert row[2] == '{"blob": "xx'
+    assert payload_chars(LIMIT) == 100_001
+    # What render_payload gets is all it needs.
+    read = queries.page_rows(
+        connection.alias, log_id, 0, 2, payload_chars=payload_chars(LIMIT)
+    )[0][2]
+    assert render_payload(read, limit=LIMIT, depth=DEPTH).endswith(
+        ": more than 100,000 characters, the first 10,000 shown."
+    )
 
 
 @dataclass
