@@ -12,6 +12,16 @@ event. Two ways to compute the first page (50 logs, newest first):
 It also times the unfiltered ``SELECT COUNT(*)`` of the events table against
 the estimate ``EstimatedCountPaginator`` reads from ``pg_class``.
 
+With ``--sizes 10000,100000,1000000`` it then grows the store to each size
+in turn and times what an operator's page loads cost at that size: the log
+list (the first page and its ``EstimatedCountPaginator`` count), the kind
+filter's choices (``KindListFilter``, a loose index scan) next to the
+``SELECT DISTINCT kind`` Django's own field filter would run, and a
+type-filtered timeline page (``LogAdmin.timeline_context`` with
+``?type=``) of a log of 100,000 events where one event in 1,000 is of that
+type, served by the ``(log, type, index)`` index, then once more with that
+index dropped inside a transaction that is rolled back.
+
 The database is a throwaway one, created with Django's test database
 machinery on the server the PG* variables name (as ``testproject.settings``
 does with ``EVENTLOG_DB=postgresql``) and dropped at the end. Run from the
@@ -19,6 +29,7 @@ repository root::
 
     PGHOST=127.0.0.1 PGPORT=5432 PGUSER=postgres python benchmarks/admin_log_list.py
     python benchmarks/admin_log_list.py --quick    # 200 logs x 5 events, for CI
+    python benchmarks/admin_log_list.py --events 5 --sizes 10000,100000,1000000
 """
 
 from __future__ import annotations
@@ -43,6 +54,11 @@ QUICK_EVENTS = 5
 DEFAULT_REPEATS = 5
 DEFAULT_NUMBER = 10
 PAGE_SIZE = 50
+KINDS = 5
+LONG_LOG_EVENTS = 100_000
+RARE_EVERY = 1_000
+RARE_TYPE = "bench.flagged"
+TYPE_INDEX = "django_eventlog_log_type_idx"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -72,7 +88,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=DEFAULT_NUMBER,
         help=f"calls per repeat ({DEFAULT_NUMBER})",
     )
+    parser.add_argument(
+        "--sizes",
+        default="",
+        help=(
+            "comma-separated numbers of logs (ascending, the first at least "
+            "--logs) to grow the store to, timing the log list, the kind "
+            "filter and a filtered timeline at each"
+        ),
+    )
     args = parser.parse_args(argv)
+    try:
+        args.sizes = [int(size) for size in args.sizes.split(",") if size]
+    except ValueError:
+        parser.error("--sizes takes numbers of logs: 10000,100000")
     if args.quick:
         args.logs, args.events, args.repeats, args.number = (
             QUICK_LOGS,
@@ -84,6 +113,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--repeats must be at least 3")
     if args.logs < PAGE_SIZE or args.events < 1 or args.number < 1:
         parser.error(f"--logs must be at least {PAGE_SIZE}; --events, -n at least 1")
+    if args.sizes and (args.sizes != sorted(args.sizes) or args.sizes[0] < args.logs):
+        parser.error("--sizes must ascend from --logs on")
     return args
 
 
@@ -99,9 +130,10 @@ def setup_django() -> None:
     django.setup()
 
 
-def load(logs: int, events: int) -> None:
-    """Insert ``logs`` logs, created one a second up to now, and ``events``
-    events for each, one a second from the log's creation on."""
+def load(logs: int, events: int, *, first: int = 0) -> None:
+    """Insert ``logs`` logs of ``KINDS`` kinds, created one a second back from
+    ``first`` seconds before now, and ``events`` events for each, one a
+    second from the log's creation on (every tenth a withdrawal)."""
     from django.db import connection
     from django.utils import timezone
 
@@ -109,28 +141,58 @@ def load(logs: int, events: int) -> None:
 
     now = timezone.now()
     ids = [str(uuid7()) for _ in range(logs)]
-    created = [now - datetime.timedelta(seconds=logs - n) for n in range(logs)]
+    created = [now - datetime.timedelta(seconds=first + logs - n) for n in range(logs)]
+    kinds = [f"bench-{(first + n) % KINDS}" for n in range(logs)]
     log_table = connection.ops.quote_name(Log._meta.db_table)
     event_table = connection.ops.quote_name(Event._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {log_table} (id, kind, created_at) "
-            "SELECT id, 'bench', created_at "
-            "FROM unnest(%s::uuid[], %s::timestamptz[]) AS t(id, created_at)",
-            [ids, created],
+            f"WITH new AS (INSERT INTO {log_table} (id, kind, created_at) "
+            "SELECT * FROM unnest(%s::uuid[], %s::text[], %s::timestamptz[]) "
+            "RETURNING id, created_at) "
+            f'INSERT INTO {event_table} (log_id, "index", type, payload, recorded_at) '
+            "SELECT l.id, i, CASE WHEN i %% 10 = 9 THEN 'bench.withdrawn' "
+            "ELSE 'bench.deposited' END, jsonb_build_object('amount', i), "
+            "l.created_at + i * interval '1 second' "
+            "FROM new l, generate_series(0, %s - 1) AS i "
+            "ORDER BY l.created_at, i",
+            [ids, kinds, created, events],
         )
+    analyze()
+
+
+def load_long_log() -> Any:
+    """A log of ``LONG_LOG_EVENTS`` events, one in ``RARE_EVERY`` of type
+    ``RARE_TYPE``, created long ago (it is on no page of the log list)."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from django_eventlog.models import Event, Log
+
+    log = Log.objects.create(
+        kind="bench-long", created_at=timezone.now() - datetime.timedelta(days=3650)
+    )
+    event_table = connection.ops.quote_name(Event._meta.db_table)
+    with connection.cursor() as cursor:
         cursor.execute(
             f'INSERT INTO {event_table} (log_id, "index", type, payload, recorded_at) '
-            "SELECT l.id, i, 'bench.deposited', jsonb_build_object('amount', i), "
-            "l.created_at + i * interval '1 second' "
-            f"FROM {log_table} l, generate_series(0, %s - 1) AS i "
-            "ORDER BY l.created_at, i",
-            [events],
+            "SELECT %s, i, CASE WHEN i %% %s = 0 THEN %s ELSE 'bench.deposited' END, "
+            "jsonb_build_object('amount', i), %s + i * interval '1 second' "
+            "FROM generate_series(0, %s - 1) AS i",
+            [log.pk, RARE_EVERY, RARE_TYPE, log.created_at, LONG_LOG_EVENTS],
         )
-    # As a database in service would be: statistics and visibility map set.
+    return log
+
+
+def analyze() -> None:
+    """Set statistics and visibility map, as a database in service would have."""
+    from django.db import connection
+
+    from django_eventlog.models import Event, Log
+
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM ANALYZE {log_table}")
-        cursor.execute(f"VACUUM ANALYZE {event_table}")
+        for model in (Log, Event):
+            cursor.execute(f"VACUUM ANALYZE {model._meta.db_table}")
 
 
 def median_ms(
@@ -162,6 +224,9 @@ def run(args: argparse.Namespace) -> None:
     from django_eventlog.models import Event, Log
 
     started = time.perf_counter()
+    # Only the growing part (--sizes) pages through the long log.
+    long_log = load_long_log() if args.sizes else None
+    long_events = LONG_LOG_EVENTS if args.sizes else 0
     load(args.logs, args.events)
     load_seconds = time.perf_counter() - started
 
@@ -199,6 +264,7 @@ def run(args: argparse.Namespace) -> None:
         [naive, admin_page, count_star, estimate], args.number, args.repeats
     )
     total, estimated = count_star(), estimate()
+    events_loaded = total - long_events
 
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
@@ -215,7 +281,11 @@ def run(args: argparse.Namespace) -> None:
                 ("machine", f"{platform.machine()}, {os.cpu_count()} CPUs"),
                 ("logs", f"{args.logs:,}"),
                 ("events per log", f"{args.events:,}"),
-                ("events", f"{total:,}"),
+                (
+                    "events",
+                    f"{total:,}"
+                    + (f" (one log of {long_events:,})" if long_events else ""),
+                ),
                 ("load + VACUUM ANALYZE", f"{load_seconds:.1f} s"),
                 ("timing", f"median of {args.repeats} x {args.number} calls"),
             ]
@@ -263,6 +333,100 @@ def run(args: argparse.Namespace) -> None:
         f"{estimated / total:.1%} of the real count"
         + ("" if estimated > 10_000 else " (10,000 rows or fewer: counted for real)")
     )
+    assert events_loaded == args.logs * args.events
+    if args.sizes:
+        print()
+        scale(args, long_log, admin_page)
+
+
+def scale(
+    args: argparse.Namespace, long_log: Any, admin_page: Callable[[], Any]
+) -> None:
+    """Grow the store to each of ``args.sizes`` logs; time the pages at each."""
+    from django.contrib import admin
+    from django.db import connection, transaction
+    from django.test import RequestFactory
+
+    from django_eventlog import queries
+    from django_eventlog.admin import EstimatedCountPaginator, KindListFilter, LogAdmin
+    from django_eventlog.models import Log
+
+    log_admin = LogAdmin(Log, admin.site)
+    filtered = RequestFactory().get("/", {"type": RARE_TYPE})
+    kinds = sorted({f"bench-{n % KINDS}" for n in range(KINDS)} | {"bench-long"})
+
+    def log_list() -> Any:
+        count = EstimatedCountPaginator(Log.objects.order_by("-created_at"), 100).count
+        return admin_page(), count
+
+    def kind_filter() -> list[str]:
+        return queries.log_kinds(connection.alias, KindListFilter.limit)
+
+    def distinct_kinds() -> list[str]:
+        return list(
+            Log.objects.order_by("kind").values_list("kind", flat=True).distinct()
+        )
+
+    def timeline() -> list[Any]:
+        entries: list[Any] = log_admin.timeline_context(filtered, long_log)["timeline"]
+        return entries
+
+    def timeline_without_index() -> float:
+        # Dropped in a transaction rolled back: the index is back afterwards.
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute(f"DROP INDEX {TYPE_INDEX}")
+            ms = median_ms([timeline], args.number, args.repeats)[0]
+            transaction.set_rollback(True)
+        return ms
+
+    rows: list[tuple[str, ...]] = [
+        (
+            "logs",
+            "events",
+            "load s",
+            "log list ms",
+            "kind filter ms",
+            "DISTINCT kind ms",
+            "filtered timeline ms",
+            "same, no type index ms",
+        )
+    ]
+    loaded = args.logs
+    for size in args.sizes:
+        started = time.perf_counter()
+        if size > loaded:
+            load(size - loaded, args.events, first=loaded)
+            loaded = size
+        load_seconds = time.perf_counter() - started
+        if kind_filter() != kinds or distinct_kinds() != kinds:
+            raise SystemExit("The kind filter lists the wrong kinds: nothing timed.")
+        page = timeline()
+        if [entry.index for entry in page] != list(
+            range(0, PAGE_SIZE * RARE_EVERY, RARE_EVERY)
+        ):
+            raise SystemExit("The filtered timeline shows the wrong events.")
+        if log_list()[1] < size:
+            raise SystemExit("The log list miscounts: nothing timed.")
+        timings = median_ms(
+            [log_list, kind_filter, distinct_kinds, timeline], args.number, args.repeats
+        )
+        timings.append(timeline_without_index())
+        rows.append(
+            (
+                f"{size:,}",
+                f"{size * args.events + LONG_LOG_EVENTS:,}",
+                f"{load_seconds:.0f}",
+                *(f"{ms:.2f}" for ms in timings),
+            )
+        )
+        print(f"  {size:,} logs timed", file=sys.stderr)
+    print(
+        f"The admin as the store grows ({args.events} events per log, {KINDS} kinds "
+        f"and the long log's; the timeline: page 1 of type {RARE_TYPE!r}, one event "
+        f"in {RARE_EVERY:,} of a log of {LONG_LOG_EVENTS:,}):"
+    )
+    print(table(rows))
 
 
 def ratio(value: float, base: float) -> str:

@@ -13,30 +13,32 @@ your own ``AdminSite``::
 
 from __future__ import annotations
 
-import json
 import uuid
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
-import msgspec
 from django.contrib import admin
 from django.contrib.auth import get_permission_codename
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    HttpResponseRedirect,
+)
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from . import queries
-from .aggregates import Aggregate
 from .conf import conf
 from .events import registered_type_names
 from .models import Event, Log
-from .records import RecordDecoder, decode_rows
+from .records import RecordDecoder
+from .timeline import TimelineEntry, fill_states, payload_chars, render_payload
 from .validation import INDEX_MAX
 
 __all__ = ["EventAdmin", "LogAdmin", "ReadOnlyAdmin"]
@@ -94,24 +96,64 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         codename = get_permission_codename("view", self.opts)
         return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
+    # A NUL in a filter or a search would reach PostgreSQL, which refuses it
+    # in text (a 500); no stored kind, type or key can hold one.
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        if _has_nul(request):
+            return HttpResponseBadRequest("NUL characters are not allowed.")
+        return super().changelist_view(request, extra_context)
 
-@dataclass
-class TimelineEntry:
-    """One event as the timeline shows it."""
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        if _has_nul(request):
+            return HttpResponseBadRequest("NUL characters are not allowed.")
+        return super().changeform_view(request, object_id, form_url, extra_context)
 
-    index: int
-    type: str
-    recorded_at: Any
-    idempotency_key: str | None
-    payload: str
-    state: list[tuple[str, str, bool]] = field(default_factory=list)
+
+def _has_nul(request: HttpRequest) -> bool:
+    return any(
+        "\x00" in key or any("\x00" in value for value in values)
+        for key, values in request.GET.lists()
+    )
+
+
+class KindListFilter(admin.SimpleListFilter):
+    """The log list's kind filter, listing kinds with a loose index scan.
+
+    One probe of the kind index per distinct kind, where the ``SELECT
+    DISTINCT kind`` of ``list_filter = ("kind",)`` reads every log.
+    """
+
+    title = "kind"
+    parameter_name = "kind"
+    #: the most kinds listed
+    limit = 100
+
+    def lookups(
+        self,
+        request: HttpRequest,
+        model_admin: admin.ModelAdmin,  # type: ignore[type-arg]
+    ) -> list[tuple[str, str]]:
+        using = model_admin.model._default_manager.db
+        return [(kind, kind) for kind in queries.log_kinds(using, self.limit)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset if value is None else queryset.filter(kind=value)
 
 
 class LogAdmin(ReadOnlyAdmin):
     """Logs, searchable by exact log id or idempotency key, each with its timeline."""
 
     list_display = ("id", "kind", "created_at", "event_count", "last_event_at")
-    list_filter = ("kind", ("created_at", admin.DateFieldListFilter))
+    list_filter = (KindListFilter, ("created_at", admin.DateFieldListFilter))
     search_fields = ("=id",)
     search_help_text = "An exact log id or idempotency key."
     ordering = ("-created_at",)
@@ -120,6 +162,10 @@ class LogAdmin(ReadOnlyAdmin):
     change_form_template = "admin/django_eventlog/log/change_form.html"
     #: events per timeline page
     timeline_page_size = 50
+    #: characters of a payload or state field shown, beyond which it is cut
+    timeline_payload_limit = 10_000
+    #: levels of nesting of a payload or state field shown
+    timeline_payload_depth = 20
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Log]:
         # The last event by index (contiguous from 0) gives the count and the
@@ -185,6 +231,8 @@ class LogAdmin(ReadOnlyAdmin):
             size + 1,
             descending=newest_first,
             type_name=event_type or None,
+            # A page of huge payloads costs no more than the part shown.
+            payload_chars=payload_chars(self.timeline_payload_limit),
         )
         next_from = rows[size][0] if len(rows) > size else None
         rows = rows[:size]
@@ -201,13 +249,14 @@ class LogAdmin(ReadOnlyAdmin):
             )
 
         recorded_at = RecordDecoder(using).recorded_at
+        limit, depth = self.timeline_payload_limit, self.timeline_payload_depth
         entries = [
             TimelineEntry(
                 index,
                 type_name,
                 recorded_at(when),
                 key,
-                json.dumps(json.loads(payload), indent=2, ensure_ascii=False),
+                render_payload(payload, limit=limit, depth=depth),
             )
             for index, type_name, payload, when, key in rows
         ]
@@ -215,7 +264,7 @@ class LogAdmin(ReadOnlyAdmin):
         state_error = None
         if show_state and aggregate_class is not None and entries:
             try:
-                _fill_states(log, aggregate_class, entries)
+                fill_states(log, aggregate_class, entries, limit, depth)
             except Exception as e:
                 state_error = f"{type(e).__name__}: {e}"
 
@@ -262,43 +311,6 @@ def _non_negative_int(value: str | None) -> int | None:
     return number if number >= 0 else None
 
 
-def _state_dict(aggregate: Aggregate) -> dict[str, Any]:
-    try:
-        state = msgspec.to_builtins(aggregate)
-    except (msgspec.MsgspecError, TypeError):
-        return {name: repr(value) for name, value in vars(aggregate).items()}
-    return state if isinstance(state, dict) else {"state": state}
-
-
-def _fill_states(
-    log: Log, aggregate_class: type[Aggregate], entries: list[TimelineEntry]
-) -> None:
-    """Set each entry's state after its event, folding the log once from 0."""
-    by_index = {entry.index: entry for entry in entries}
-    using = log._state.db or "default"
-    aggregate = aggregate_class()
-    rows = queries.stream_rows(
-        using, log.pk, 0, conf.EVENTLOG_CHUNK_SIZE, through=max(by_index)
-    )
-    for record in decode_rows(using, log.pk, rows):
-        entry = by_index.get(record.index)
-        before = _state_dict(aggregate) if entry is not None else None
-        aggregate.apply(record)
-        if entry is not None and before is not None:
-            after = _state_dict(aggregate)
-            entry.state = [
-                (
-                    name,
-                    json.dumps(value, indent=2, ensure_ascii=False, default=str),
-                    before.get(name, _MISSING) != value,
-                )
-                for name, value in after.items()
-            ]
-
-
-_MISSING = object()
-
-
 class EventAdmin(ReadOnlyAdmin):
     """Events across logs: search by type or idempotency key, filter by time."""
 
@@ -318,6 +330,11 @@ class EventAdmin(ReadOnlyAdmin):
         "?recorded_at__gte=2026-01-01T00:00Z&recorded_at__lt=2026-02-01T00:00Z"
     )
     ordering = ("-id",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
+        # The list shows no payload: a page of large ones would cost the
+        # database, the network and memory for nothing.
+        return super().get_queryset(request).defer("payload")
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Event], search_term: str

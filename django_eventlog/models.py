@@ -118,6 +118,13 @@ class Event(models.Model):
                 models.Q(index__gte=0), name="django_eventlog_event_index_gte_0"
             ),
         ]
+        indexes = [
+            # The admin timeline's type filter: one range scan per page,
+            # where (log, index) alone would read every event of the log.
+            models.Index(
+                fields=["log", "type", "index"], name="django_eventlog_log_type_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.log_id}[{self.index}] {self.type}"

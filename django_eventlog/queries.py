@@ -31,10 +31,12 @@ __all__ = [
     "insert_event",
     "insert_log",
     "key_use",
+    "log_kinds",
     "page_rows",
     "previous_page_start",
     "scan_rows",
     "stream_rows",
+    "triggers",
 ]
 
 # Writing
@@ -155,16 +157,24 @@ def page_rows(
     *,
     descending: bool = False,
     type_name: str | None = None,
+    payload_chars: int | None = None,
 ) -> list[Row]:
     """Up to ``limit`` events of the log from index ``start`` on (down, when
-    ``descending``), of any type or of ``type_name``; one round trip."""
+    ``descending``), of any type or of ``type_name``, with only the first
+    ``payload_chars`` characters of each payload if given; one round trip."""
     connection = connections[using]
     sql = statements(connection)
     params: list[Any] = [db_uuid(log_id, connection)]
-    if type_name is None and not descending:
+    if type_name is None and not descending and payload_chars is None:
         query = sql.select_page
     else:
-        query = sql.page(descending=descending, typed=type_name is not None)
+        query = sql.page(
+            descending=descending,
+            typed=type_name is not None,
+            clipped=payload_chars is not None,
+        )
+        if payload_chars is not None:
+            params.insert(0, payload_chars)
         if type_name is not None:
             params.append(type_name)
     # No event lies past INDEX_MAX, and SQLite refuses integers past 2**63.
@@ -251,6 +261,26 @@ def scan_rows(
         if not isinstance(log_id, uuid.UUID):
             log_id = uuid.UUID(log_id)
         yield log_id, cast(Row, tuple(row))
+
+
+def log_kinds(using: str, limit: int) -> list[str]:
+    """Up to ``limit`` distinct kinds of logs, in order, one index probe each."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(statements(connection).select_kinds, [limit])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def triggers(using: str, table: str) -> dict[str, bool] | None:
+    """The triggers on ``table`` by name, each with whether it is enabled;
+    None on a database where the library installs none."""
+    connection = connections[using]
+    query = statements(connection).select_triggers
+    if query is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(query, [table])
+        return {name: bool(enabled) for name, enabled in cursor.fetchall()}
 
 
 def _cursor_rows(

@@ -120,6 +120,10 @@ class Statements:
         else:
             self.convert_recorded_at = self._orm_converter(connection)
         self.selected = f"{index}, {type_}, {payload}, {recorded_at}, {key}"
+        # The admin timeline's: the payload's first %s characters only.
+        self._selected_clipped = (
+            f"{index}, {type_}, substr({payload}, 1, %s), {recorded_at}, {key}"
+        )
         self.select_from = (
             f"SELECT {self.selected} FROM {event_table} "
             f"WHERE {log} = %s AND {index} >= %s ORDER BY {index}"
@@ -138,19 +142,47 @@ class Statements:
             f"WHERE {bare('log')} = %s AND {bare('index')} = %s"
         )
 
-    @functools.cache  # noqa: B019 (one instance per alias, kept for good)
-    def page(self, *, descending: bool, typed: bool) -> str:
-        """A page of one log from an index on, either way, optionally of one type.
+        # The admin's kind filter: a loose index scan of the kind index, one
+        # probe per distinct kind, where SELECT DISTINCT reads every log.
+        # Parameter: the most kinds to list.
+        kind = self.log_kind_col
+        self.select_kinds = (
+            "WITH RECURSIVE kinds(k) AS ("
+            f"SELECT MIN({kind}) FROM {log_table} UNION ALL "
+            f"SELECT (SELECT MIN({kind}) FROM {log_table} WHERE {kind} > kinds.k) "
+            "FROM kinds WHERE kinds.k IS NOT NULL"
+            ") SELECT k FROM kinds WHERE k IS NOT NULL LIMIT %s"
+        )
+        #: The triggers on the events table, by name, and whether each fires
+        #: (eventlog_verify). Parameter: the table's name. None: no triggers
+        #: are installed on this database.
+        self.select_triggers: str | None = None
+        if postgresql:
+            self.select_triggers = (
+                "SELECT tgname, tgenabled <> 'D' FROM pg_trigger "
+                "WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal"
+            )
+        elif connection.vendor == "sqlite":
+            self.select_triggers = (
+                "SELECT name, 1 FROM sqlite_master "
+                "WHERE type = 'trigger' AND tbl_name = %s"
+            )
 
-        Parameters: log id, [type,] first index, limit.
+    @functools.cache  # noqa: B019 (one instance per alias, kept for good)
+    def page(self, *, descending: bool, typed: bool, clipped: bool = False) -> str:
+        """A page of one log from an index on, either way, optionally of one type,
+        optionally with only the start of each payload.
+
+        Parameters: [payload characters,] log id, [type,] first index, limit.
         """
         where = f"{self.log_col} = %s"
         if typed:
             where += f" AND {self.type_col} = %s"
         bound = "<=" if descending else ">="
         order = f"{self.index_col} DESC" if descending else self.index_col
+        selected = self._selected_clipped if clipped else self.selected
         return (
-            f"SELECT {self.selected} FROM {self.event_table} "
+            f"SELECT {selected} FROM {self.event_table} "
             f"WHERE {where} AND {self.index_col} {bound} %s ORDER BY {order} LIMIT %s"
         )
 

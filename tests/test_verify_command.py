@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import io
+import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -407,14 +408,89 @@ def test_a_short_run_shows_no_progress() -> None:
     assert stderr == ""
 
 
+# The immutability triggers.
+
+RESTORE = re.compile(
+    r"^events table django_eventlog_event: immutability trigger (\w+) is "
+    r"(missing|disabled); events can be changed or deleted\. Restore it with:\n"
+    r"(.*?;)\n(?=events table|Checked)",
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def reported_triggers(out: str) -> list[tuple[str, str, str]]:
+    """(trigger, missing or disabled, the SQL given to restore it)."""
+    return [(m[1], m[2], m[3]) for m in RESTORE.finditer(out)]
+
+
+def assert_immutable(log_id: uuid.UUID) -> None:
+    for sql in (
+        "UPDATE django_eventlog_event SET type = 'x' WHERE id = %s",
+        "DELETE FROM django_eventlog_event WHERE id = %s",
+    ):
+        with (
+            pytest.raises(DatabaseError, match="events are immutable"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(sql, [event_pk(log_id, 0)])
+
+
+def test_missing_immutability_triggers_are_reported_with_the_sql_to_restore_them() -> (
+    None
+):
+    log_id = account(1)
+    expected = SQLITE_TRIGGERS if connection.vendor == "sqlite" else [PG_TRIGGER]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # The function goes too: the repair must bring both back.
+            cursor.execute("DROP FUNCTION django_eventlog_reject_change() CASCADE")
+        else:
+            for name in SQLITE_TRIGGERS:
+                cursor.execute(f"DROP TRIGGER {name}")
+    out, _ = verify_fails(len(expected))
+    reported = reported_triggers(out)
+    assert [(name, state) for name, state, _ in reported] == [
+        (name, "missing") for name in expected
+    ]
+    assert "Checked 1 log and 2 events: " in out
+    with connection.cursor() as cursor:
+        for _, _, restore in reported:
+            cursor.execute(restore)
+    out, _ = verify()
+    assert "immutability" not in out
+    assert_immutable(log_id)
+
+
+@pytest.mark.postgresql
+def test_a_disabled_immutability_trigger_is_reported_with_the_sql_to_enable_it() -> (
+    None
+):
+    log_id = account(0)
+    with connection.cursor() as cursor:
+        # ALTER TABLE waits for no deferred foreign key check.
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+        cursor.execute(
+            f"ALTER TABLE django_eventlog_event DISABLE TRIGGER {PG_TRIGGER}"
+        )
+    out, _ = verify_fails(1)
+    [(name, state, restore)] = reported_triggers(out)
+    assert (name, state) == (PG_TRIGGER, "disabled")
+    with connection.cursor() as cursor:
+        cursor.execute(restore)
+    assert "immutability" not in verify()[0]
+    assert_immutable(log_id)
+
+
 def test_the_command_reads_in_two_queries_plus_a_count(
     django_assert_num_queries: Any,
 ) -> None:
-    """No query per log: the events in one pass, the empty logs in another."""
+    """No query per log: the events in one pass, the empty logs in another
+    (and one look at the triggers)."""
     for deposits in range(12):
         account(deposits)
     Log.objects.create(kind="account")
-    with django_assert_num_queries(3):
+    with django_assert_num_queries(4):
         verify_fails(1)
 
 

@@ -24,6 +24,7 @@ from django_eventlog.exceptions import (
     InvalidArgument,
     UnknownEventType,
 )
+from django_eventlog.immutability import trigger_problems
 from django_eventlog.models import Event, Log
 from django_eventlog.records import RecordDecoder
 from django_eventlog.validation import parse_log_id
@@ -47,7 +48,10 @@ class Command(BaseCommand):
         "missing index, a log not starting at 0, a duplicate), events whose "
         "stored type no imported DomainEvent class claims, payloads that no "
         "longer decode into their class (a field renamed, removed or retyped "
-        "without keeping old events readable), and logs without events. Checks "
+        "without keeping old events readable), and logs without events. On "
+        "PostgreSQL and SQLite it also checks that the events table's "
+        "immutability triggers exist and are enabled, and reports one that is "
+        "not ('events table <name>: ...') with the SQL that restores it. Checks "
         "every log, or the given LOG_IDs and/or the logs of one --kind. Only "
         "reads, streaming the events table in one ordered pass, so it can run "
         "on a live database; runs over many logs show their progress on "
@@ -111,6 +115,7 @@ class Command(BaseCommand):
 
         self.problems = 0
         self.unknown_types: Counter[str] = Counter()
+        self._check_triggers(using)
         logs_checked, events = self._check_events(using, log_ids, kind)
         logs_checked += self._check_empty_logs(logs)
         self.progress.finish(logs_checked)
@@ -138,6 +143,16 @@ class Command(BaseCommand):
             raise CommandError(
                 f"{self.problems} {noun} found in the event store.",
                 returncode=PROBLEMS_FOUND,
+            )
+
+    def _check_triggers(self, using: str) -> None:
+        """Report a missing or disabled immutability trigger, with its repair."""
+        table = Event._meta.db_table
+        for problem, restore in trigger_problems(using):
+            self.problems += 1
+            self.stdout.write(
+                f"events table {table}: {problem}; events can be changed or "
+                f"deleted. Restore it with:\n{restore}"
             )
 
     def _check_exist(self, using: str, log_ids: list[uuid.UUID]) -> None:

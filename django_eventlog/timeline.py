@@ -1,0 +1,144 @@
+"""What the admin timeline shows of each event: its payload and the state
+after it, as indented JSON of bounded size.
+
+Internal to the package: the admin is :mod:`django_eventlog.admin`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from . import queries
+from .aggregates import Aggregate
+from .conf import conf
+from .models import Log
+from .records import decode_rows
+
+__all__ = [
+    "TimelineEntry",
+    "fill_states",
+    "payload_chars",
+    "render_json",
+    "render_payload",
+]
+
+
+@dataclass
+class TimelineEntry:
+    """One event as the timeline shows it."""
+
+    index: int
+    type: str
+    recorded_at: Any
+    idempotency_key: str | None
+    payload: str
+    state: list[tuple[str, str, bool]] = field(default_factory=list)
+
+
+def render_json(value: Any, *, limit: int, depth: int) -> str:
+    """Indented JSON of ``value``, at most ``depth`` levels deep and about
+    ``limit`` characters long, with a note saying what was left out."""
+    notes = []
+    if _deeper_than(value, depth):
+        value = _clip(value, depth)
+        notes.append(f"nesting deeper than {depth} levels is shown as {_CLIPPED!r}")
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    if len(text) > limit:
+        notes.append(f"{len(text):,} characters, the first {limit:,} shown")
+        text = text[:limit]
+    return text if not notes else f"{text}\n\u2026 truncated: {'; '.join(notes)}."
+
+
+def payload_chars(limit: int) -> int:
+    """How much of a payload to read from the database for :func:`render_payload`."""
+    return _PARSED_MAX * limit + 1
+
+
+def render_payload(payload: str, *, limit: int, depth: int) -> str:
+    """A stored payload (JSON text, or its first :func:`payload_chars`
+    characters) as :func:`render_json` shows it; text too long or too deep
+    to parse is cut as it is."""
+    # Parsed when not much longer than what is shown: the indented text of
+    # a somewhat longer payload is cut too, but reads better.
+    if len(payload) <= _PARSED_MAX * limit:
+        try:
+            return render_json(json.loads(payload), limit=limit, depth=depth)
+        except (ValueError, RecursionError):
+            pass
+    if len(payload) <= limit:
+        return payload
+    size = f"{len(payload):,}"
+    if len(payload) >= payload_chars(limit):  # read in part
+        size = f"more than {_PARSED_MAX * limit:,}"
+    return (
+        f"{payload[:limit]}\n\u2026 truncated: {size} characters, "
+        f"the first {limit:,} shown."
+    )
+
+
+_CLIPPED = "\u2026"
+_PARSED_MAX = 10
+
+
+def _deeper_than(value: Any, depth: int) -> bool:
+    if not isinstance(value, dict | list):
+        return False
+    if depth == 0:
+        return True
+    children = value.values() if isinstance(value, dict) else value
+    return any(_deeper_than(child, depth - 1) for child in children)
+
+
+def _clip(value: Any, depth: int) -> Any:
+    if not isinstance(value, dict | list):
+        return value
+    if depth == 0:
+        return _CLIPPED
+    if isinstance(value, dict):
+        return {key: _clip(child, depth - 1) for key, child in value.items()}
+    return [_clip(child, depth - 1) for child in value]
+
+
+def state_dict(aggregate: Aggregate) -> dict[str, Any]:
+    try:
+        state = msgspec.to_builtins(aggregate)
+    except (msgspec.MsgspecError, TypeError):
+        return {name: repr(value) for name, value in vars(aggregate).items()}
+    return state if isinstance(state, dict) else {"state": state}
+
+
+def fill_states(
+    log: Log,
+    aggregate_class: type[Aggregate],
+    entries: list[TimelineEntry],
+    limit: int,
+    depth: int,
+) -> None:
+    """Set each entry's state after its event, folding the log once from 0."""
+    by_index = {entry.index: entry for entry in entries}
+    using = log._state.db or "default"
+    aggregate = aggregate_class()
+    rows = queries.stream_rows(
+        using, log.pk, 0, conf.EVENTLOG_CHUNK_SIZE, through=max(by_index)
+    )
+    for record in decode_rows(using, log.pk, rows):
+        entry = by_index.get(record.index)
+        before = state_dict(aggregate) if entry is not None else None
+        aggregate.apply(record)
+        if entry is not None and before is not None:
+            after = state_dict(aggregate)
+            entry.state = [
+                (
+                    name,
+                    render_json(value, limit=limit, depth=depth),
+                    before.get(name, _MISSING) != value,
+                )
+                for name, value in after.items()
+            ]
+
+
+_MISSING = object()
