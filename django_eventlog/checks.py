@@ -26,6 +26,21 @@ def _subclasses(cls: type[Aggregate]) -> Iterator[type[Aggregate]]:
         yield from _subclasses(subclass)
 
 
+def _positive_int(
+    check_id: str, name: str, *, unit: str = "", default_note: str = ""
+) -> list[CheckMessage]:
+    """The error of a setting that must be a positive integer, if it is not."""
+    if is_positive_int(setting(name)):
+        return []
+    return [
+        Error(
+            f"{name} must be a positive integer{unit}.",
+            hint=f"Remove it to use the default, {DEFAULTS[name]}{default_note}.",
+            id=check_id,
+        )
+    ]
+
+
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """Reject invalid ``EVENTLOG_*`` settings and aggregate cache options."""
     errors: list[CheckMessage] = []
@@ -34,14 +49,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         ("django_eventlog.E002", "EVENTLOG_PAGE_SIZE"),
         ("django_eventlog.E003", "EVENTLOG_MAX_PAGE_SIZE"),
     ):
-        if not is_positive_int(setting(name)):
-            errors.append(
-                Error(
-                    f"{name} must be a positive integer.",
-                    hint=f"Remove it to use the default, {DEFAULTS[name]}.",
-                    id=check_id,
-                )
-            )
+        errors.extend(_positive_int(check_id, name))
     if not errors and setting("EVENTLOG_PAGE_SIZE") > setting("EVENTLOG_MAX_PAGE_SIZE"):
         errors.append(
             Error(
@@ -102,15 +110,9 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         errors.append(
             Error(f"EVENTLOG_ADMIN_AGGREGATES: {e}", id="django_eventlog.E012")
         )
-    if not is_positive_int(setting("EVENTLOG_CACHE_BREAKER_FAILURES")):
-        errors.append(
-            Error(
-                "EVENTLOG_CACHE_BREAKER_FAILURES must be a positive integer.",
-                hint="Remove it to use the default, "
-                f"{DEFAULTS['EVENTLOG_CACHE_BREAKER_FAILURES']}.",
-                id="django_eventlog.E014",
-            )
-        )
+    errors.extend(
+        _positive_int("django_eventlog.E014", "EVENTLOG_CACHE_BREAKER_FAILURES")
+    )
     cooloff = setting("EVENTLOG_CACHE_BREAKER_COOLOFF")
     if not (
         isinstance(cooloff, (int, float))
@@ -156,15 +158,14 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     id="django_eventlog.E011",
                 )
             )
-    if not is_positive_int(setting("EVENTLOG_MAX_EVENT_SIZE")):
-        errors.append(
-            Error(
-                "EVENTLOG_MAX_EVENT_SIZE must be a positive integer (bytes).",
-                hint="Remove it to use the default, "
-                f"{DEFAULTS['EVENTLOG_MAX_EVENT_SIZE']} (1 MiB).",
-                id="django_eventlog.E016",
-            )
+    errors.extend(
+        _positive_int(
+            "django_eventlog.E016",
+            "EVENTLOG_MAX_EVENT_SIZE",
+            unit=" (bytes)",
+            default_note=" (1 MiB)",
         )
+    )
     return errors
 
 

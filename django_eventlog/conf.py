@@ -50,9 +50,29 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+_values: dict[str, Any] = {}
+
+
 def setting(name: str) -> Any:
-    """Return the raw value of an ``EVENTLOG_*`` setting, or its default."""
-    return getattr(settings, name, DEFAULTS[name])
+    """Return the raw value of an ``EVENTLOG_*`` setting, or its default.
+
+    Read once, then kept until Django signals that a setting changed (as
+    ``override_settings`` and pytest-django's ``settings`` do): the hot paths
+    read settings on every call, and an absent one costs Django's
+    ``getattr`` a raised ``AttributeError`` each time (about 4 us).
+    """
+    try:
+        return _values[name]
+    except KeyError:
+        value = _values[name] = getattr(settings, name, DEFAULTS[name])
+        return value
+
+
+def _forget(*, setting: str, **kwargs: Any) -> None:
+    _values.pop(setting, None)
+
+
+setting_changed.connect(_forget, dispatch_uid="django_eventlog.conf")
 
 
 class Settings:
@@ -160,21 +180,3 @@ def _import_policy(path: str) -> CachingPolicy:
 
 
 conf = Settings()
-
-
-@functools.cache
-def max_event_size() -> int:
-    """``EVENTLOG_MAX_EVENT_SIZE``, read once until a setting changes.
-
-    Every create and append reads it: an absent setting costs Django's
-    ``getattr`` a raised ``AttributeError`` each time (about 4 us).
-    """
-    return conf.EVENTLOG_MAX_EVENT_SIZE
-
-
-def _forget_max_event_size(*, setting: str, **kwargs: Any) -> None:
-    if setting == "EVENTLOG_MAX_EVENT_SIZE":
-        max_event_size.cache_clear()
-
-
-setting_changed.connect(_forget_max_event_size, dispatch_uid=__name__ + ".max_event")

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from . import caching, queries, sql
 from .aggregates import Aggregate, EventRecord, LogState, Reduction
-from .conf import conf, max_event_size
+from .conf import conf
 from .events import DomainEvent, decode_event, encode_event
 from .exceptions import (
     ConcurrentAppend,
@@ -78,7 +78,7 @@ class BaseLogManager(models.Manager[M]):
         ``EventEncodingError`` for an event that cannot be stored (or is larger
         than ``EVENTLOG_MAX_EVENT_SIZE``) and ``InvalidArgument`` for bad input.
         """
-        payload = encode_event(event, max_event_size())
+        payload = encode_event(event, conf.EVENTLOG_MAX_EVENT_SIZE)
         kind = check_text("kind", kind, KIND_MAX_LENGTH)
         log_id = self._new_log_id() if log_id is None else parse_log_id(log_id)
         key = check_key(idempotency_key)
@@ -114,7 +114,7 @@ class BaseLogManager(models.Manager[M]):
         ``EventEncodingError`` for an event that cannot be stored (or is larger
         than ``EVENTLOG_MAX_EVENT_SIZE``) and ``InvalidArgument`` for bad input.
         """
-        payload = encode_event(event, max_event_size())
+        payload = encode_event(event, conf.EVENTLOG_MAX_EVENT_SIZE)
         log_id, index = check_state(state)
         key = check_key(idempotency_key)
         using = self._write_db()
@@ -251,7 +251,7 @@ class BaseLogManager(models.Manager[M]):
         if key is None:
             raise InvalidArgument("idempotency_key must be a str, got None.")
         # An event that could not be stored is refused here as by the writes.
-        encode_event(event, max_event_size())
+        encode_event(event, conf.EVENTLOG_MAX_EVENT_SIZE)
         used = self._key_use(self._write_db(), key, event)
         if used is not None:
             raise used

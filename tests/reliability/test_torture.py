@@ -59,8 +59,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import django
 import msgspec
 import pytest
-from django.conf import settings as django_settings
 from django.db import InterfaceError, OperationalError, connection, transaction
+from django.test.utils import override_settings
 
 from django_eventlog import (
     ConcurrentAppend,
@@ -582,8 +582,9 @@ def torture_worker(config: WorkerConfig, barrier: Any, faults_over: Any) -> None
         else:
             os.environ[name] = value
     django.setup()
-    for name, value in config.settings.items():
-        setattr(django_settings, name, value)
+    # Through override_settings: the library keeps settings until Django
+    # signals a change.
+    override_settings(**config.settings).enable()
     from django_eventlog import cache_stats
 
     counter = _WarningCounter()
