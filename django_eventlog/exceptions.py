@@ -137,3 +137,8 @@ class DuplicateEventType(EventLogError):
 
 class ImmutableEvent(EventLogError):
     """Events are append-only: they cannot be changed or deleted."""
+
+
+class ImmutableLog(EventLogError):
+    """Logs cannot be changed or deleted: their id, kind and creation time are
+    fixed when they are created (``LogAgePolicy`` decides by the last)."""

@@ -1,18 +1,26 @@
-"""Database-level refusal of UPDATE and DELETE on the events table.
+"""The store's rules held by database triggers, and what lets tests flush.
 
-PostgreSQL: a row trigger raises on UPDATE and DELETE. ``TRUNCATE`` (what
-Django's ``flush`` and test teardown use there) does not fire row triggers.
+The migrations put triggers on both tables: events and logs refuse
+``UPDATE`` and ``DELETE``, an event is inserted only at index 0 of an
+existing log or right after the event before it (no gap), and emptying a
+table (``TRUNCATE`` on PostgreSQL) is refused.
 
-SQLite: triggers raise on UPDATE, and on DELETE while
-``django_eventlog_events_locked()`` is true. That SQL function is registered
-on every Django connection and is false only while Django runs the
-unfiltered ``DELETE FROM <events table>`` of a ``flush``, so test database
-flushes keep working. Outside Django (the sqlite3 shell), the function does
-not exist and every UPDATE or DELETE fails.
+Test databases must still be flushed between tests. What lets a flush
+through is not the text of a statement but a switch that only
+:func:`flushing` turns on, for one connection, for as long as Django's
+``flush`` runs on it; only the test helpers
+(:func:`django_eventlog.testing.allow_flush`) call it:
 
-The triggers are created by migration 0002; :func:`trigger_problems` (run by
-``eventlog_verify``) tells when a table rebuilt since has lost them, with the
-migration's own SQL to restore them.
+- SQLite: the delete triggers call ``django_eventlog_events_locked()``, an
+  SQL function registered on every Django connection that answers 0 only
+  while that connection flushes. Outside Django (the sqlite3 shell) the
+  function does not exist and every ``DELETE`` fails.
+- PostgreSQL: the ``TRUNCATE`` triggers pass only while the transaction-local
+  setting ``django_eventlog.flushing`` is ``on``. Row triggers do not fire
+  on ``TRUNCATE``.
+
+:func:`trigger_problems` (run by ``eventlog_verify``) tells when a trigger is
+missing or disabled, with its migration's own SQL to restore it.
 """
 
 from __future__ import annotations
@@ -20,18 +28,25 @@ from __future__ import annotations
 import importlib
 import re
 import textwrap
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from django.db import connections
+from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from . import sql
+
+__all__ = ["LOCK_FUNCTION", "flushing", "register_sqlite_guard", "trigger_problems"]
+
 LOCK_FUNCTION = "django_eventlog_events_locked"
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _FLUSHING = "_django_eventlog_flushing"
-# The migration that creates the triggers: the one source of their SQL.
-_TRIGGERS_MIGRATION = "django_eventlog.migrations.0002_immutable_events"
-_CREATE_TRIGGER = re.compile(r"CREATE TRIGGER (\w+)")
+# The migrations that create triggers: the one source of their SQL.
+_TRIGGER_MIGRATIONS = (
+    "django_eventlog.migrations.0002_immutable_events",
+    "django_eventlog.migrations.0005_guards_for_every_writer",
+)
+_CREATE_TRIGGER = re.compile(r"CREATE TRIGGER (\w+)\s+BEFORE (.+?) ON (\w+)", re.DOTALL)
 
 
 def register_sqlite_guard(
@@ -43,74 +58,78 @@ def register_sqlite_guard(
     connection.connection.create_function(
         LOCK_FUNCTION, 0, lambda: 0 if getattr(connection, _FLUSHING, False) else 1
     )
-    if _allow_flush not in connection.execute_wrappers:
-        connection.execute_wrappers.append(_allow_flush)
 
 
-def _allow_flush(
-    execute: Callable[..., Any],
-    sql: str,
-    params: Any,
-    many: bool,
-    context: dict[str, Any],
-) -> Any:
-    connection: BaseDatabaseWrapper = context["connection"]
-    if not _is_flush(sql, connection):
-        return execute(sql, params, many, context)
-    setattr(connection, _FLUSHING, True)
-    try:
-        return execute(sql, params, many, context)
-    finally:
-        setattr(connection, _FLUSHING, False)
+@contextmanager
+def flushing(connection: BaseDatabaseWrapper) -> Iterator[None]:
+    """Let ``connection`` empty the store's tables within the block.
 
-
-def _is_flush(sql: str, connection: BaseDatabaseWrapper) -> bool:
-    if sql.lstrip()[:6].upper() != "DELETE":
-        return False
-    from .models import Event
-
-    statement = " ".join(_ANSI.sub("", sql).replace(";", " ").split())
-    table = connection.ops.quote_name(Event._meta.db_table)
-    return statement.upper() == f"DELETE FROM {table}".upper()
+    For Django's ``flush`` of a test database only: the test helpers wrap
+    it in this. The block runs in a transaction.
+    """
+    with transaction.atomic(using=connection.alias):
+        statement = sql.statements(connection).allow_flush
+        if statement is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(statement)
+        setattr(connection, _FLUSHING, True)
+        try:
+            yield
+        finally:
+            setattr(connection, _FLUSHING, False)
 
 
 def trigger_problems(using: str) -> list[tuple[str, str]]:
-    """What is wrong with the events table's immutability triggers on ``using``.
+    """What is wrong with the store's triggers on ``using``.
 
-    A list of (problem, SQL that repairs it), empty when every trigger of
-    migration 0002 is there and enabled, or on a database without triggers.
+    A list of (problem, SQL that repairs it), empty when every trigger the
+    migrations create is there and enabled, or on a database without
+    triggers.
     """
     from . import queries
-    from .models import Event
 
-    table = Event._meta.db_table
-    found = queries.triggers(using, table)
+    found = queries.triggers(using)
     if found is None:
         return []
     connection = connections[using]
-    migration = importlib.import_module(_TRIGGERS_MIGRATION)
-    created = [
-        textwrap.dedent(sql).strip()
-        for sql in migration.FORWARDS.get(connection.vendor, [])
-    ]
-    # What the triggers call (PostgreSQL's function), restorable twice over.
-    helpers = [
-        sql.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
-        for sql in created
-        if not _CREATE_TRIGGER.match(sql)
-    ]
     problems = []
-    for sql in created:
-        match = _CREATE_TRIGGER.match(sql)
-        if match is None:
-            continue
-        name = match.group(1)
+    for name, operations, table, restore in _created_triggers(connection.vendor):
         if name not in found:
-            restore = ";\n".join([*helpers, sql]) + ";"
-            problems.append((f"immutability trigger {name} is missing", restore))
+            problem = "is missing"
         elif not found[name]:
+            problem = "is disabled"
             restore = (
                 f"ALTER TABLE {connection.ops.quote_name(table)} ENABLE TRIGGER {name};"
             )
-            problems.append((f"immutability trigger {name} is disabled", restore))
+        else:
+            continue
+        problems.append(
+            (
+                f"table {table}: trigger {name} {problem}; the database no longer "
+                f"checks {operations} on it",
+                restore,
+            )
+        )
     return problems
+
+
+def _created_triggers(vendor: str) -> Iterator[tuple[str, str, str, str]]:
+    """Each trigger the migrations create: name, operations, table, and the
+    SQL that creates it with the functions it calls."""
+    for module in _TRIGGER_MIGRATIONS:
+        migration = importlib.import_module(module)
+        created = [
+            textwrap.dedent(statement).strip()
+            for statement in migration.FORWARDS.get(vendor, [])
+        ]
+        # What the triggers call (PostgreSQL's functions), restorable twice over.
+        helpers = [
+            statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
+            for statement in created
+            if not statement.startswith("CREATE TRIGGER")
+        ]
+        for statement in created:
+            match = _CREATE_TRIGGER.match(statement)
+            if match is not None:
+                name, operations, table = match.groups()
+                yield name, operations, table, ";\n".join([*helpers, statement]) + ";"

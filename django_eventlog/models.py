@@ -15,12 +15,20 @@ import django
 from django.db import models
 from django.utils import timezone
 
-from .exceptions import ImmutableEvent
+from .exceptions import ImmutableEvent, ImmutableLog
 from .sql import LOG_INDEX_CONSTRAINT
 from .store import BaseLogManager
 from .validation import IDEMPOTENCY_KEY_MAX_LENGTH, KIND_MAX_LENGTH
 
-__all__ = ["Event", "EventManager", "EventQuerySet", "Log", "LogManager", "uuid7"]
+__all__ = [
+    "Event",
+    "EventManager",
+    "EventQuerySet",
+    "Log",
+    "LogManager",
+    "LogQuerySet",
+    "uuid7",
+]
 
 
 def uuid7() -> uuid.UUID:
@@ -35,15 +43,37 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
+class LogQuerySet(models.QuerySet["Log"]):
+    """Logs cannot be updated or deleted in bulk either."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise ImmutableLog("Logs cannot be updated.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise ImmutableLog("Logs cannot be deleted.")
+
+    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        raise ImmutableLog("Logs cannot be updated.")
+
+
 class LogManager(BaseLogManager["Log"]):
     """Create, append to, reduce and page through logs: ``Log.objects``.
 
     Its methods are documented on :class:`~django_eventlog.store.BaseLogManager`.
     """
 
+    def get_queryset(self) -> LogQuerySet:
+        return LogQuerySet(self.model, using=self._db)
+
 
 class Log(models.Model):
-    """One entity's event log."""
+    """One entity's event log.
+
+    Create logs with ``Log.objects.create_log``. A log's id, kind and creation
+    time never change: saving a changed log or deleting one raises
+    ``ImmutableLog``, and a database trigger rejects ``UPDATE`` and ``DELETE``
+    on the table.
+    """
 
     id = models.UUIDField(primary_key=True, default=uuid7, editable=False)
     kind = models.CharField(max_length=KIND_MAX_LENGTH, db_index=True)
@@ -57,6 +87,14 @@ class Log(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ImmutableLog("Logs cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise ImmutableLog("Logs cannot be deleted.")
 
 
 class EventQuerySet(models.QuerySet["Event"]):

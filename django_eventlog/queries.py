@@ -19,10 +19,10 @@ from itertools import islice
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .sql import Row, db_uuid, statements
+from .sql import Row, db_uuid, refused_as_gap, statements
 from .validation import INDEX_MAX
 
 __all__ = [
@@ -90,7 +90,7 @@ def insert_log(
     if sql.create_log is None:
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(sql.insert_log, log_params)
-            cursor.execute(sql.insert_first_event, event_params)
+            cursor.execute(sql.insert_event, event_params)
         return
     # One statement, atomic by itself: no BEGIN and COMMIT round trips.
     with _savepoint(connection), connection.cursor() as cursor:
@@ -106,19 +106,20 @@ def insert_event(
     now: datetime,
     key: str | None,
 ) -> bool:
-    """Insert an event at ``index`` if the one before it (or the log) exists."""
+    """Insert an event at ``index``; False when the database refuses it because
+    the event before it (at index 0: the log) does not exist."""
     connection = connections[using]
-    sql = statements(connection)
+    query = statements(connection).insert_event
     params = _event_params(connection, log_id, index, type_name, payload, now, key)
-    if index == 0:
-        query = sql.insert_event_if_log
-        params.append(params[0])
-    else:
-        query = sql.insert_event_if_previous
-        params.extend([params[0], index - 1])
-    with _savepoint(connection), connection.cursor() as cursor:
-        cursor.execute(query, params)
-        return bool(cursor.rowcount == 1)
+    try:
+        with _savepoint(connection), connection.cursor() as cursor:
+            cursor.execute(query, params)
+    except IntegrityError as e:
+        # The no-gap trigger: a state ahead of the log, or a missing log.
+        if refused_as_gap(e):
+            return False
+        raise
+    return True
 
 
 def key_use(using: str, key: str) -> tuple[uuid.UUID, int, str, str] | None:
@@ -271,15 +272,15 @@ def log_kinds(using: str, limit: int) -> list[str]:
         return [row[0] for row in cursor.fetchall()]
 
 
-def triggers(using: str, table: str) -> dict[str, bool] | None:
-    """The triggers on ``table`` by name, each with whether it is enabled;
-    None on a database where the library installs none."""
+def triggers(using: str) -> dict[str, bool] | None:
+    """The triggers on the logs and events tables by name, each with whether it
+    is enabled; None on a database where the library installs none."""
     connection = connections[using]
-    query = statements(connection).select_triggers
-    if query is None:
+    sql = statements(connection)
+    if sql.select_triggers is None:
         return None
     with connection.cursor() as cursor:
-        cursor.execute(query, [table])
+        cursor.execute(sql.select_triggers, list(sql.table_names))
         return {name: bool(enabled) for name, enabled in cursor.fetchall()}
 
 

@@ -23,15 +23,21 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 __all__ = [
     "LOG_INDEX_CONSTRAINT",
+    "NO_GAP",
     "Row",
     "Statements",
     "db_uuid",
+    "refused_as_gap",
     "statements",
     "violated_constraint",
 ]
 
 #: The name of the ``UNIQUE (log, index)`` constraint.
 LOG_INDEX_CONSTRAINT = "django_eventlog_event_log_index_uniq"
+
+#: The trigger that refuses an event with no event before it (or, at index 0,
+#: no log), by any writer (migration 0005); its error carries the name.
+NO_GAP = "django_eventlog_event_no_gap"
 
 #: One stored event: index, type, payload as JSON text, recorded_at as the
 #: driver returns it (see :attr:`Statements.convert_recorded_at`), key.
@@ -59,6 +65,8 @@ class Statements:
         self.log_table = log_table = qn(log_model._meta.db_table)
         self.log_id_col, self.log_kind_col = qn("id"), qn("kind")
         self.event_table = event_table = qn(event_model._meta.db_table)
+        #: The two tables' names, unquoted: events, logs.
+        self.table_names = (event_model._meta.db_table, log_model._meta.db_table)
 
         def bare(name: str) -> str:
             field = cast("models.Field[Any, Any]", event_model._meta.get_field(name))
@@ -81,9 +89,7 @@ class Statements:
             f"INSERT INTO {log_table} ({qn('id')}, {qn('kind')}, {qn('created_at')}) "
             "VALUES (%s, %s, %s)"
         )
-        self.insert_first_event = (
-            f"INSERT INTO {event_table} ({columns}) VALUES ({values})"
-        )
+        self.insert_event = f"INSERT INTO {event_table} ({columns}) VALUES ({values})"
         #: PostgreSQL: the log and its first event in one statement (a
         #: data-modifying CTE, which SQLite lacks).
         self.create_log: str | None = None
@@ -92,17 +98,6 @@ class Statements:
                 f"WITH new_log AS ({self.insert_log} RETURNING {qn('id')}) "
                 f"INSERT INTO {event_table} ({columns}) SELECT {values} FROM new_log"
             )
-        # The INSERT only happens when the event before it exists, so a state
-        # ahead of the log (say, from a rolled-back transaction) cannot leave
-        # a gap; at index 0 it checks that the log exists.
-        insert_select = f"INSERT INTO {event_table} ({columns}) SELECT {values} WHERE "
-        self.insert_event_if_log = (
-            f"{insert_select}EXISTS (SELECT 1 FROM {log_table} WHERE {qn('id')} = %s)"
-        )
-        self.insert_event_if_previous = (
-            f"{insert_select}EXISTS (SELECT 1 FROM {event_table} "
-            f"WHERE {bare('log')} = %s AND {bare('index')} = %s)"
-        )
 
         # The read path: the payload as JSON text, which msgspec decodes into
         # the event class in one pass (no json.loads, then a conversion).
@@ -153,19 +148,26 @@ class Statements:
             "FROM kinds WHERE kinds.k IS NOT NULL"
             ") SELECT k FROM kinds WHERE k IS NOT NULL LIMIT %s"
         )
-        #: The triggers on the events table, by name, and whether each fires
-        #: (eventlog_verify). Parameter: the table's name. None: no triggers
-        #: are installed on this database.
+        #: The triggers on the two tables, by name, and whether each fires
+        #: (eventlog_verify). Parameters: the tables' names. None: no
+        #: triggers are installed on this database.
         self.select_triggers: str | None = None
+        #: What lets this connection empty the tables while the test helpers
+        #: flush (see :mod:`django_eventlog.immutability`); None: nothing to run.
+        self.allow_flush: str | None = None
         if postgresql:
             self.select_triggers = (
                 "SELECT tgname, tgenabled <> 'D' FROM pg_trigger "
-                "WHERE tgrelid = to_regclass(%s) AND NOT tgisinternal"
+                "WHERE tgrelid IN (to_regclass(%s), to_regclass(%s)) "
+                "AND NOT tgisinternal"
+            )
+            self.allow_flush = (
+                "SELECT set_config('django_eventlog.flushing', 'on', true)"
             )
         elif connection.vendor == "sqlite":
             self.select_triggers = (
                 "SELECT name, 1 FROM sqlite_master "
-                "WHERE type = 'trigger' AND tbl_name = %s"
+                "WHERE type = 'trigger' AND tbl_name IN (%s, %s)"
             )
 
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)
@@ -264,3 +266,10 @@ def violated_constraint(error: IntegrityError) -> str | None:
     diag = getattr(error.__cause__, "diag", None)
     name = getattr(diag, "constraint_name", None)
     return name if isinstance(name, str) else None
+
+
+def refused_as_gap(error: IntegrityError) -> bool:
+    """Whether the no-gap trigger refused the insert that raised ``error``."""
+    # PostgreSQL names it as the constraint; SQLite's RAISE() gives only a
+    # message, which the trigger starts with its name.
+    return violated_constraint(error) == NO_GAP or str(error).startswith(NO_GAP)

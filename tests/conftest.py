@@ -11,6 +11,7 @@ from django.core.cache import BaseCache, caches
 from django.db import connection
 
 from django_eventlog import CacheStats, cache_stats, reset_cache_stats
+from django_eventlog.testing import allow_flush
 from tests.redis_server import RedisServer
 
 ON_POSTGRESQL = os.environ.get("EVENTLOG_DB", "sqlite") == "postgresql"
@@ -94,3 +95,9 @@ def eventlog_cache(
 @pytest.fixture
 def vendor(db: None) -> str:
     return connection.vendor
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Test databases are flushed between transactional tests, which the
+    # store's triggers refuse to anyone else.
+    allow_flush()

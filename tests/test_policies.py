@@ -64,6 +64,15 @@ def open_account(deposits: int = 0) -> LogState:
     return state
 
 
+def opened_at(when: datetime, monkeypatch: pytest.MonkeyPatch) -> uuid.UUID:
+    """The id of a log of two events created (and written) at ``when``."""
+    with monkeypatch.context() as m:
+        m.setattr(timezone, "now", lambda: when)
+        log_id = open_account(1).log_id
+    assert Log.objects.get(pk=log_id).created_at == when
+    return log_id
+
+
 def cached_after_reduce(
     capture: Callable[..., Any],
     cache: BaseCache,
@@ -343,16 +352,16 @@ def test_log_length_policy_decides_the_write(
 
 @pytest.mark.django_db
 def test_log_age_policy_decides_the_write(
-    eventlog_cache: BaseCache, django_capture_on_commit_callbacks: Any
+    eventlog_cache: BaseCache,
+    django_capture_on_commit_callbacks: Any,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     capture = django_capture_on_commit_callbacks
-    young = open_account(1).log_id  # created now
-    middle = open_account(1).log_id
-    old = open_account(1).log_id
     now = timezone.now()
-    # Log rows, unlike events, may be updated.
-    Log.objects.filter(pk=middle).update(created_at=now - 3 * DAY)
-    Log.objects.filter(pk=old).update(created_at=now - 30 * DAY)
+    young = open_account(1).log_id  # created now
+    # Logs are immutable: created in the past rather than moved there.
+    middle = opened_at(now - 3 * DAY, monkeypatch)
+    old = opened_at(now - 30 * DAY, monkeypatch)
 
     written = {
         (name, aggregate.__name__): cached_after_reduce(

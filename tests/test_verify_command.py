@@ -27,8 +27,26 @@ from tests.domain import Deposited, Opened
 pytestmark = pytest.mark.django_db
 
 EVENTS = "django_eventlog.event"
-SQLITE_TRIGGERS = ["django_eventlog_event_no_update", "django_eventlog_event_no_delete"]
+#: Each trigger the migrations create, with its table and its migration.
+SQLITE_TRIGGERS = {
+    "django_eventlog_event_no_update": ("django_eventlog_event", "0002"),
+    "django_eventlog_event_no_delete": ("django_eventlog_event", "0002"),
+    "django_eventlog_event_no_gap": ("django_eventlog_event", "0005"),
+    "django_eventlog_log_no_update": ("django_eventlog_log", "0005"),
+    "django_eventlog_log_no_delete": ("django_eventlog_log", "0005"),
+}
+PG_TRIGGERS = {
+    "django_eventlog_event_immutable": ("django_eventlog_event", "0002"),
+    "django_eventlog_event_no_gap": ("django_eventlog_event", "0005"),
+    "django_eventlog_event_no_truncate": ("django_eventlog_event", "0005"),
+    "django_eventlog_log_immutable": ("django_eventlog_log", "0005"),
+    "django_eventlog_log_no_truncate": ("django_eventlog_log", "0005"),
+}
 PG_TRIGGER = "django_eventlog_event_immutable"
+MIGRATIONS = {
+    "0002": "django_eventlog.migrations.0002_immutable_events",
+    "0005": "django_eventlog.migrations.0005_guards_for_every_writer",
+}
 
 
 class Terminal(io.StringIO):
@@ -73,11 +91,10 @@ def triggers_off() -> Iterator[None]:
             if connection.vendor == "postgresql":
                 cursor.execute("SET LOCAL session_replication_role = origin")
             else:
-                migration = importlib.import_module(
-                    "django_eventlog.migrations.0002_immutable_events"
-                )
-                for sql in migration.FORWARDS["sqlite"]:
-                    cursor.execute(sql)
+                for module in MIGRATIONS.values():
+                    migration = importlib.import_module(module)
+                    for sql in migration.FORWARDS["sqlite"]:
+                        cursor.execute(sql)
 
 
 def plant(sql: str, *params: Any) -> None:
@@ -166,12 +183,16 @@ def test_a_gap_is_reported_at_the_index_after_it() -> None:
 def test_a_log_not_starting_at_index_0_is_reported() -> None:
     headless = account(2)
     delete_event(headless, 0)
-    # Rows planted past the write path: a log whose events start at index 2.
+    # Rows planted past the no-gap trigger: a log whose events start at index 2.
     planted = Log.objects.create(kind="account")
-    for index in (2, 3):
-        Event.objects.create(
-            log=planted, index=index, type="tests.deposited", payload={"amount": index}
-        )
+    with triggers_off():
+        for index in (2, 3):
+            Event.objects.create(
+                log=planted,
+                index=index,
+                type="tests.deposited",
+                payload={"amount": index},
+            )
     stdout, _ = verify_fails(2)
     assert set(stdout.splitlines()[:-1]) == {
         f"log {headless} index 1: the log starts at index 1, not 0: index 0 is missing",
@@ -411,16 +432,15 @@ def test_a_short_run_shows_no_progress() -> None:
 # The immutability triggers.
 
 RESTORE = re.compile(
-    r"^events table django_eventlog_event: immutability trigger (\w+) is "
-    r"(missing|disabled); events can be changed or deleted\. Restore it with:\n"
-    r"(.*?;)\n(?=events table|Checked)",
+    r"^table (\w+): trigger (\w+) is (missing|disabled); the database no longer "
+    r"checks ([A-Z ]+) on it\. Restore it with:\n(.*?;)\n(?=table |Checked)",
     re.MULTILINE | re.DOTALL,
 )
 
 
 def reported_triggers(out: str) -> list[tuple[str, str, str]]:
     """(trigger, missing or disabled, the SQL given to restore it)."""
-    return [(m[1], m[2], m[3]) for m in RESTORE.finditer(out)]
+    return [(m[2], m[3], m[5]) for m in RESTORE.finditer(out)]
 
 
 def assert_immutable(log_id: uuid.UUID) -> None:
@@ -436,30 +456,62 @@ def assert_immutable(log_id: uuid.UUID) -> None:
             cursor.execute(sql, [event_pk(log_id, 0)])
 
 
-def test_missing_immutability_triggers_are_reported_with_the_sql_to_restore_them() -> (
-    None
-):
+def assert_guarded(log_id: uuid.UUID) -> None:
+    """Every trigger's refusal holds again."""
+    assert_immutable(log_id)
+    stored: Any = log_id.hex if connection.vendor == "sqlite" else log_id
+    for sql in (
+        "UPDATE django_eventlog_log SET kind = 'x' WHERE id = %s",
+        "DELETE FROM django_eventlog_log WHERE id = %s",
+    ):
+        with (
+            pytest.raises(DatabaseError, match="logs are immutable"),
+            transaction.atomic(),
+            connection.cursor() as cursor,
+        ):
+            cursor.execute(sql, [stored])
+    with (
+        pytest.raises(IntegrityError, match="django_eventlog_event_no_gap"),
+        transaction.atomic(),
+    ):
+        Event.objects.create(log_id=log_id, index=5, type="t", payload={})
+
+
+def test_missing_triggers_are_reported_with_the_sql_to_restore_them() -> None:
     log_id = account(1)
-    expected = SQLITE_TRIGGERS if connection.vendor == "sqlite" else [PG_TRIGGER]
+    expected = SQLITE_TRIGGERS if connection.vendor == "sqlite" else PG_TRIGGERS
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            # The function goes too: the repair must bring both back.
-            cursor.execute("DROP FUNCTION django_eventlog_reject_change() CASCADE")
+            # The functions go too: the repair must bring them back.
+            for function in (
+                "reject_change",
+                "reject_gap",
+                "reject_log_change",
+                "reject_truncate",
+            ):
+                cursor.execute(f"DROP FUNCTION django_eventlog_{function}() CASCADE")
         else:
             for name in SQLITE_TRIGGERS:
                 cursor.execute(f"DROP TRIGGER {name}")
     out, _ = verify_fails(len(expected))
-    reported = reported_triggers(out)
-    assert [(name, state) for name, state, _ in reported] == [
-        (name, "missing") for name in expected
-    ]
+    found = {m[2]: (m[1], m[3], m[4]) for m in RESTORE.finditer(out)}
+    assert found == {
+        name: (table, "missing", found[name][2])
+        for name, (table, _) in expected.items()
+    }
+    assert found["django_eventlog_event_no_gap"][2] == "INSERT"
+    assert found[
+        "django_eventlog_event_no_update"
+        if connection.vendor == "sqlite"
+        else "django_eventlog_log_immutable"
+    ][2] in {"UPDATE", "UPDATE OR DELETE"}
     assert "Checked 1 log and 2 events: " in out
     with connection.cursor() as cursor:
-        for _, _, restore in reported:
+        for _, _, restore in reported_triggers(out):
             cursor.execute(restore)
     out, _ = verify()
-    assert "immutability" not in out
-    assert_immutable(log_id)
+    assert "trigger" not in out
+    assert_guarded(log_id)
 
 
 @pytest.mark.postgresql
@@ -478,8 +530,8 @@ def test_a_disabled_immutability_trigger_is_reported_with_the_sql_to_enable_it()
     assert (name, state) == (PG_TRIGGER, "disabled")
     with connection.cursor() as cursor:
         cursor.execute(restore)
-    assert "immutability" not in verify()[0]
-    assert_immutable(log_id)
+    assert "trigger" not in verify()[0]
+    assert_guarded(log_id)
 
 
 def test_the_command_reads_in_two_queries_plus_a_count(
@@ -508,10 +560,10 @@ def switch_triggers_off_then_roll_back() -> None:
             cursor.execute("SHOW session_replication_role")
             assert cursor.fetchone() == ("replica",)
         else:
-            cursor.execute(f"DROP TRIGGER {SQLITE_TRIGGERS[1]}")
+            cursor.execute("DROP TRIGGER django_eventlog_event_no_delete")
             cursor.execute(
                 "SELECT count(*) FROM sqlite_master WHERE name = %s",
-                [SQLITE_TRIGGERS[1]],
+                ["django_eventlog_event_no_delete"],
             )
             assert cursor.fetchone() == (0,)
         raise Rollback
@@ -538,13 +590,14 @@ def assert_triggers_on() -> None:
             cursor.execute("SHOW session_replication_role")
             assert cursor.fetchone() == ("origin",)
             cursor.execute(
-                "SELECT tgenabled FROM pg_trigger WHERE tgname = %s", [PG_TRIGGER]
+                "SELECT tgname, tgenabled FROM pg_trigger WHERE tgname = ANY(%s)",
+                [list(PG_TRIGGERS)],
             )
-            assert cursor.fetchall() == [("O",)]
+            assert dict(cursor.fetchall()) == dict.fromkeys(PG_TRIGGERS, "O")
         else:
             cursor.execute(
                 "SELECT name FROM sqlite_master WHERE type = 'trigger' "
-                "AND tbl_name = 'django_eventlog_event' ORDER BY name"
+                "AND tbl_name LIKE 'django_eventlog_%' ORDER BY name"
             )
             assert [name for (name,) in cursor.fetchall()] == sorted(SQLITE_TRIGGERS)
 

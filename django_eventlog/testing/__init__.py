@@ -1,20 +1,27 @@
 """Helpers for testing code built on django_eventlog.
 
 ``make_log`` writes a log holding given events; ``fresh_cache`` points
-cached reductions at an empty local-memory cache for a block of code. Neither
-needs pytest or factory-boy. Two optional parts need them:
+cached reductions at an empty local-memory cache for a block of code;
+``allow_flush`` lets Django's ``flush`` empty test databases, which the
+store's triggers otherwise refuse. None of them needs pytest or factory-boy.
+Two optional parts need them:
 
 ``django_eventlog.testing.factories``
     :class:`~django_eventlog.testing.factories.LogFactory`, a factory-boy
     factory of logs (also importable from here). Needs ``factory-boy``.
 ``django_eventlog.testing.pytest_plugin``
-    The pytest fixtures ``eventlog_cache`` and ``eventlog_sync_cache_writes``:
-    add ``pytest_plugins = ["django_eventlog.testing.pytest_plugin"]`` to the
+    The pytest fixtures ``eventlog_cache`` and ``eventlog_sync_cache_writes``,
+    and ``allow_flush()`` for the whole run: add
+    ``pytest_plugins = ["django_eventlog.testing.pytest_plugin"]`` to the
     ``conftest.py`` at the top of your tests.
+``django_eventlog.testing.runner``
+    :class:`~django_eventlog.testing.runner.DiscoverRunner`, Django's test
+    runner with ``allow_flush()``, for ``TEST_RUNNER``.
 """
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,7 +37,7 @@ from .logs import make_log
 if TYPE_CHECKING:
     from .factories import LogFactory
 
-__all__ = ["CACHE_ALIAS", "LogFactory", "fresh_cache", "make_log"]
+__all__ = ["CACHE_ALIAS", "LogFactory", "allow_flush", "fresh_cache", "make_log"]
 
 #: The cache alias :func:`fresh_cache` adds to ``CACHES`` while it is active.
 CACHE_ALIAS = "django_eventlog_testing"
@@ -79,6 +86,36 @@ def fresh_cache(*, timeout: float = 10.0) -> Iterator[BaseCache]:
             raise TimeoutError(
                 f"Background cache writes did not finish within {timeout} seconds."
             )
+
+
+def allow_flush() -> None:
+    """Let Django's ``flush`` empty the store's tables in this process.
+
+    The database refuses to empty the logs and events tables (``TRUNCATE`` on
+    PostgreSQL, ``DELETE`` on SQLite), for every writer. Test databases are
+    emptied that way between ``TransactionTestCase`` tests (and pytest-django's
+    ``transactional_db``); after this call, each ``flush`` switches the
+    refusal off on its own connection while it runs, and nothing else does.
+    Call it once in the test set-up: the pytest plugin and
+    :class:`~django_eventlog.testing.runner.DiscoverRunner` do. Calling it
+    again does nothing.
+    """
+    # Imported here: importing it before django.db.models is a circle.
+    from django.db.backends.base.operations import BaseDatabaseOperations
+
+    from ..immutability import flushing
+
+    flush = BaseDatabaseOperations.execute_sql_flush
+    if getattr(flush, "_django_eventlog_allows_flush", False):
+        return
+
+    @functools.wraps(flush)
+    def execute_sql_flush(self: Any, sql_list: Any) -> None:
+        with flushing(self.connection):
+            flush(self, sql_list)
+
+    execute_sql_flush._django_eventlog_allows_flush = True  # type: ignore[attr-defined]
+    BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
 
 
 def __getattr__(name: str) -> Any:

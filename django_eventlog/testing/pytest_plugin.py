@@ -5,6 +5,8 @@ Enable them in the ``conftest.py`` at the top of your tests::
     pytest_plugins = ["django_eventlog.testing.pytest_plugin"]
 
 They need pytest, not pytest-django (which your tests need for the database).
+The plugin also calls :func:`~django_eventlog.testing.allow_flush` when pytest
+starts, so that ``transactional_db`` tests can empty the store's tables.
 """
 
 from __future__ import annotations
@@ -15,9 +17,14 @@ import pytest
 from django.core.cache import BaseCache
 from django.test.utils import override_settings
 
-from . import fresh_cache
+from . import allow_flush, fresh_cache
 
 __all__ = ["eventlog_cache", "eventlog_sync_cache_writes"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Let test databases be flushed (:func:`~django_eventlog.testing.allow_flush`)."""
+    allow_flush()
 
 
 @pytest.fixture

@@ -146,14 +146,10 @@ class Command(BaseCommand):
             )
 
     def _check_triggers(self, using: str) -> None:
-        """Report a missing or disabled immutability trigger, with its repair."""
-        table = Event._meta.db_table
+        """Report a missing or disabled trigger of the store, with its repair."""
         for problem, restore in trigger_problems(using):
             self.problems += 1
-            self.stdout.write(
-                f"events table {table}: {problem}; events can be changed or "
-                f"deleted. Restore it with:\n{restore}"
-            )
+            self.stdout.write(f"{problem}. Restore it with:\n{restore}")
 
     def _check_exist(self, using: str, log_ids: list[uuid.UUID]) -> None:
         found = set(
