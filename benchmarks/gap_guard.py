@@ -29,7 +29,11 @@ A. one connection, many logs: each log created (log row and event 0), then
    appended to (default 200 logs x 10 events);
 B. (PostgreSQL) 4 processes at once, each on its own logs: events/s;
 C. one connection, one hot log (the foreign key locks the previous event
-   FOR KEY SHARE on every append, a trigger does not).
+   FOR KEY SHARE on every append, a trigger does not);
+S. (PostgreSQL) the writes of A, then of C, in a PL/pgSQL loop inside the
+   server, in one transaction per repeat: what the INSERT costs the server,
+   without the client, the network and the commit, whose noise on a busy
+   machine is larger than the differences between the candidates.
 
 Before timing, every candidate is checked: does it refuse a gap and an
 event 0 of a missing log, and accept a contiguous multi-row INSERT? The
@@ -83,10 +87,11 @@ class Sizes:
     logs: int  # A; B: per worker
     hot: int  # C: appends to one log
     repeats: int
+    server: int  # S: events per call (as logs x 10, then as one log)
 
 
-FULL = Sizes(logs=200, hot=2000, repeats=5)
-QUICK = Sizes(logs=10, hot=50, repeats=3)
+FULL = Sizes(logs=200, hot=2000, repeats=5, server=20_000)
+QUICK = Sizes(logs=10, hot=50, repeats=3, server=200)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -179,6 +184,45 @@ ALTER TABLE event ADD CONSTRAINT {NO_GAP} FOREIGN KEY (log_id, previous_index)
     REFERENCES event (log_id, "index") NOT DEFERRABLE;
 """
 COLUMNS = '(log_id, "index", type, payload, recorded_at, idempotency_key)'
+# S: the same writes in a loop inside the server, in one transaction: no
+# client, network or commit in the figure, only what the INSERT costs the
+# server, which is where the candidates differ.
+PG_LOOP = """
+CREATE FUNCTION {s}.appends(logs integer, events integer) RETURNS float8
+LANGUAGE plpgsql AS $$
+DECLARE
+    started timestamptz := clock_timestamp();
+    v_log uuid;
+    v_at timestamptz := now();
+BEGIN
+    FOR l IN 1..logs LOOP
+        v_log := gen_random_uuid();
+        WITH new_log AS (
+            INSERT INTO {s}.log (id, kind, created_at)
+            VALUES (v_log, 'account', v_at) RETURNING id
+        )
+        INSERT INTO {s}.event {columns}
+        SELECT v_log, 0, '{type}', '{payload}'::jsonb, v_at, NULL FROM new_log;
+        FOR v_i IN 1..events - 1 LOOP
+            {append};
+            IF NOT FOUND THEN
+                RAISE EXCEPTION 'append % refused', v_i;
+            END IF;
+        END LOOP;
+    END LOOP;
+    RETURN extract(epoch FROM clock_timestamp() - started) * 1e6 / (logs * events);
+END
+$$
+"""
+PG_LOOP_GUARDED = (
+    "INSERT INTO {s}.event {columns} "
+    "SELECT v_log, v_i, '{type}', '{payload}'::jsonb, v_at, NULL WHERE EXISTS "
+    '(SELECT 1 FROM {s}.event WHERE log_id = v_log AND "index" = v_i - 1)'
+)
+PG_LOOP_PLAIN = (
+    "INSERT INTO {s}.event {columns} "
+    "VALUES (v_log, v_i, '{type}', '{payload}'::jsonb, v_at, NULL)"
+)
 
 
 def pg_schema(candidate: str) -> str:
@@ -199,6 +243,15 @@ def pg_setup(conn: psycopg.Connection[Any], candidate: str) -> None:
     if candidate == "fk":
         conn.execute(PG_FK)
     conn.execute("RESET search_path")
+    names = {
+        "s": pg_schema(candidate),
+        "columns": COLUMNS,
+        "type": TYPE,
+        "payload": PAYLOAD,
+    }
+    guarded = candidate in ("guard", "trigger+guard")
+    append = (PG_LOOP_GUARDED if guarded else PG_LOOP_PLAIN).format(**names)
+    conn.execute(PG_LOOP.format(append=append, **names))
 
 
 @dataclass(frozen=True)
@@ -468,6 +521,20 @@ class PgBench:
             if tuple(row) != (next_index, next_index - 1):
                 raise SystemExit(f"C: {candidate}'s hot log is {row}")
         return figures
+
+    def scenario_s(self, logs: int, events: int) -> dict[str, Figure]:
+        progress(f"PostgreSQL S: {logs} logs x {events} in the server")
+
+        def measure(candidate: str) -> tuple[float, float]:
+            lsn = self.lsn()
+            row: Any = self.admin.execute(
+                f"SELECT {pg_schema(candidate)}.appends(%s, %s)", [logs, events]
+            ).fetchone()
+            return float(row[0]), (self.lsn() - lsn) / (logs * events)
+
+        for candidate in PG_CANDIDATES:  # warm up: plans, caches
+            measure(candidate)
+        return interleaved(PG_CANDIDATES, self.args.repeats, self.checkpoint, measure)
 
     def describe(self) -> dict[str, str]:
         row: Any = self.admin.execute(
@@ -826,7 +893,9 @@ def checks_table(answers: dict[str, dict[str, str]]) -> tuple[str, bool]:
     return table(rows), flagged
 
 
-def figures_table(figures: dict[str, Figure], *, rate: bool, wal: bool) -> str:
+def figures_table(
+    figures: dict[str, Figure], *, rate: bool, wal: bool, extra: bool = False
+) -> str:
     header = [
         "candidate",
         "us/append",
@@ -834,7 +903,7 @@ def figures_table(figures: dict[str, Figure], *, rate: bool, wal: bool) -> str:
         "events/s" if rate else "",
         "WAL B/append",
     ]
-    header += ["vs guard", "vs none"]
+    header += ["vs guard", "vs none", "us - guard's" if extra else ""]
     rows: list[tuple[str, ...]] = []
     guard, none = figures.get("guard"), figures.get("none")
     for candidate, figure in figures.items():
@@ -847,6 +916,7 @@ def figures_table(figures: dict[str, Figure], *, rate: bool, wal: bool) -> str:
                 f"{statistics.median(figure.wal):,.0f}" if wal else "",
                 f"{figure.median / guard.median:.3f}x" if guard else "-",
                 f"{figure.median / none.median:.3f}x" if none else "-",
+                f"{figure.median - guard.median:+.2f}" if extra and guard else "",
             )
         )
     keep = [i for i, h in enumerate(header) if h and (h != "WAL B/append" or wal)]
@@ -867,7 +937,7 @@ def environment(args: argparse.Namespace, pg: dict[str, str]) -> str:
         "autocommit, a file in a temporary directory",
         "sizes": f"A: {sizes.logs} logs x {EVENTS_PER_LOG} events; B: {WORKERS} "
         f"processes x {sizes.logs} logs x {EVENTS_PER_LOG}; C: {sizes.hot} "
-        "appends to one log per repeat",
+        f"appends to one log per repeat; S: {sizes.server} events per repeat",
         "commits": "durable: the server's synchronous_commit, SQLite synchronous="
         "FULL (--durable)"
         if args.durable
@@ -901,6 +971,9 @@ def run_postgresql(args: argparse.Namespace, out: list[str]) -> dict[str, str]:
             a = bench.scenario_a()
             b = bench.scenario_b()
             c = bench.scenario_c()
+            server = args.sizes.server
+            s_many = bench.scenario_s(server // EVENTS_PER_LOG, EVENTS_PER_LOG)
+            s_hot = bench.scenario_s(1, server)
         finally:
             bench.close()
     text, flagged = checks_table(answers)
@@ -923,6 +996,15 @@ def run_postgresql(args: argparse.Namespace, out: list[str]) -> dict[str, str]:
         "",
         f"== PostgreSQL C: 1 connection, {sizes.hot} appends to one hot log",
         figures_table(c, rate=True, wal=True),
+        "",
+        f"== PostgreSQL S: in the server, {sizes.server // EVENTS_PER_LOG} logs x "
+        f"{EVENTS_PER_LOG} events in one transaction (what the INSERT costs the "
+        "server; no client, network or commit)",
+        figures_table(s_many, rate=False, wal=True, extra=True),
+        "",
+        f"== PostgreSQL S: in the server, {sizes.server} appends to one hot log "
+        "in one transaction",
+        figures_table(s_hot, rate=False, wal=True, extra=True),
     ]
     return info
 
