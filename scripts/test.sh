@@ -188,6 +188,7 @@ do_postgresql() {
         step "pytest (PostgreSQL)" with_db postgresql run_pytest
         # Not timed: a tiny run keeps the comparison benchmark working.
         step "benchmarks/eventstores.py (quick)" bash scripts/bench.sh --quick
+        step "benchmarks/gap_guard.py (quick)" python benchmarks/gap_guard.py --quick
         [[ ${WITH_COMPAT:-0} == 1 ]] && do_compat
     fi
     stop_pg
