@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import DatabaseError, connection, transaction
+from django.db.backends.base.operations import BaseDatabaseOperations
 
 from django_eventlog import ImmutableEvent
 from django_eventlog.models import Event, Log
+from django_eventlog.testing import allow_flush
 from tests.domain import Deposited, Opened
 
 
@@ -71,3 +76,27 @@ def test_flush_still_empties_the_tables() -> None:
         connection.cursor() as cursor,
     ):
         cursor.execute("DELETE FROM django_eventlog_event WHERE id = %s", [event.pk])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flush_is_refused_without_the_test_helpers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    make_log()
+    # Django's own flush, as a project without allow_flush() runs it.
+    allowed = BaseDatabaseOperations.execute_sql_flush
+    monkeypatch.setattr(
+        BaseDatabaseOperations, "execute_sql_flush", allowed.__wrapped__
+    )
+    with pytest.raises(CommandError, match="couldn't be flushed") as caught:
+        call_command("flush", interactive=False, verbosity=0)
+    # What the database said.
+    assert isinstance(caught.value.__cause__, DatabaseError)
+    assert re.search(r"immutable|cannot be emptied", str(caught.value.__cause__))
+    assert (Log.objects.count(), Event.objects.count()) == (1, 2)
+
+
+def test_allow_flush_wraps_the_flush_once() -> None:
+    flush = BaseDatabaseOperations.execute_sql_flush
+    allow_flush()
+    assert BaseDatabaseOperations.execute_sql_flush is flush
