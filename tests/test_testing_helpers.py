@@ -449,6 +449,37 @@ def test_the_pytest_plugin_fixtures(
     result.assert_outcomes(passed=6)
 
 
+# Flushing test databases with Django's runner
+
+
+@pytest.mark.parametrize(
+    "runner", ["django_eventlog.testing.runner.DiscoverRunner", ""]
+)
+def test_django_runner_flushes_only_with_allow_flush(
+    runner: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if os.environ.get("EVENTLOG_DB") == "postgresql":
+        # The runner names its test database after this one: keep it apart
+        # from the test database of the run we are in.
+        name = settings.DATABASES["default"]["NAME"].removeprefix("test_")
+        monkeypatch.setenv("PGDATABASE", f"{name}_runner")
+    command = [sys.executable, "manage.py", "test", "tests.flush_cases", "--noinput"]
+    if runner:
+        command += ["--testrunner", runner]
+    result = subprocess.run(
+        command, capture_output=True, text=True, check=False, cwd=ROOT, timeout=120
+    )
+    if runner:
+        assert result.returncode == 0, result.stderr
+        assert "Ran 2 tests" in result.stderr
+        assert "\nOK\n" in result.stderr
+    else:
+        # Django's own runner: the store refuses the flush after the first test.
+        assert result.returncode != 0
+        assert "couldn't be flushed" in result.stderr
+        assert "immutable" in result.stderr or "cannot be emptied" in result.stderr
+
+
 # Optional dependencies
 
 
