@@ -8,7 +8,9 @@ Python's ``sqlite3`` with foreign keys off, as any program gets it). The
 database must refuse each one, and nothing must change. The same tests run
 on SQLite and PostgreSQL.
 
-The numbered sections follow the list in docs/reliability.md.
+Each test's docstring is the rule it attacks, in the words of "What the
+database guarantees" in README.md and docs/reliability.md
+(``tests/test_docs_complete.py`` holds them to it).
 """
 
 from __future__ import annotations
@@ -139,10 +141,8 @@ INSERT = (
 )
 
 
-# 1. One event per index of a log.
-
-
 def test_one_event_per_index_orm() -> None:
+    """One event per index of a log."""
     log_id = account(1)
     refused(lambda: event(log_id, 1).save(), UNIQUE, IntegrityError)
     refused(lambda: Event.objects.create(**vars_of(event(log_id, 0))), UNIQUE)
@@ -150,14 +150,15 @@ def test_one_event_per_index_orm() -> None:
 
 
 def test_one_event_per_index_outside(outside: Outside) -> None:
+    """One event per index of a log."""
     log_id = account(1)
     refused_outside(outside, INSERT, [stored(log_id), 1, None], UNIQUE)
 
 
-# 2. No gap: index 0 of an existing log, or right after the event before it.
-
-
 def test_no_gap_orm() -> None:
+    """An event is stored only at index 0 of an existing log, or right after the
+    event before it in the same log.
+    """
     log_id = account(0)
     refused(lambda: Event.objects.create(**vars_of(event(log_id, 5))), NO_GAP)
     refused(lambda: Event.objects.bulk_create([event(log_id, 2)]), NO_GAP)
@@ -171,6 +172,9 @@ def test_no_gap_orm() -> None:
 
 
 def test_no_event_0_without_its_log_orm() -> None:
+    """An event is stored only at index 0 of an existing log, or right after the
+    event before it in the same log.
+    """
     missing = uuid.uuid4()
     before = snapshot()
     # Refused at the INSERT, inside the transaction, not only at its commit
@@ -183,6 +187,9 @@ def test_no_event_0_without_its_log_orm() -> None:
 
 
 def test_no_gap_outside(outside: Outside) -> None:
+    """An event is stored only at index 0 of an existing log, or right after the
+    event before it in the same log.
+    """
     log_id = account(0)
     refused_outside(outside, INSERT, [stored(log_id), 2, None], NO_GAP)
     missing = uuid.uuid4()
@@ -190,10 +197,8 @@ def test_no_gap_outside(outside: Outside) -> None:
     refused_outside(outside, INSERT, [stored(missing), 1, None], NO_GAP)
 
 
-# 3. An idempotency key is used once in the whole store.
-
-
 def test_a_key_once_orm() -> None:
+    """An idempotency key is used once in the whole store."""
     state = Log.objects.create_log(Opened("ada"), kind="account", idempotency_key="k")
     other = account(0)
     refused(
@@ -204,28 +209,26 @@ def test_a_key_once_orm() -> None:
 
 
 def test_a_key_once_outside(outside: Outside) -> None:
+    """An idempotency key is used once in the whole store."""
     Log.objects.create_log(Opened("ada"), kind="account", idempotency_key="k")
     other = account(0)
     refused_outside(outside, INSERT, [stored(other), 1, "k"], UNIQUE)
 
 
-# 4. No negative index.
-
-
 def test_no_negative_index_orm() -> None:
+    """No event has a negative index."""
     log_id = account(0)
     refused(lambda: Event.objects.create(**vars_of(event(log_id, -1))), CHECK)
 
 
 def test_no_negative_index_outside(outside: Outside) -> None:
+    """No event has a negative index."""
     log_id = account(0)
     refused_outside(outside, INSERT, [stored(log_id), -1, None], CHECK)
 
 
-# 5. Events are immutable.
-
-
 def test_events_are_immutable_orm() -> None:
+    """Events are never updated, deleted or emptied."""
     log_id = account(1)
     events = Event.objects.filter(log_id=log_id)
     # The model's own refusals first; then past them, to the database.
@@ -244,6 +247,7 @@ def test_events_are_immutable_orm() -> None:
 
 
 def test_events_are_immutable_outside(outside: Outside) -> None:
+    """Events are never updated, deleted or emptied."""
     log_id = account(1)
     table = "django_eventlog_event"
     refused_outside(
@@ -264,10 +268,8 @@ def test_events_are_immutable_outside(outside: Outside) -> None:
     refused_outside(outside, f"DELETE FROM {table}", [], DELETE_OUTSIDE)
 
 
-# 6. Logs are immutable.
-
-
 def test_logs_are_immutable_orm() -> None:
+    """Logs are never updated, deleted or emptied."""
     log_id = account(1)
     logs = Log.objects.filter(pk=log_id)
     with pytest.raises(ImmutableLog):
@@ -297,6 +299,7 @@ def test_logs_are_immutable_orm() -> None:
 
 
 def test_logs_are_immutable_outside(outside: Outside) -> None:
+    """Logs are never updated, deleted or emptied."""
     log_id = account(1)
     table = "django_eventlog_log"
     for sql in (
@@ -311,10 +314,10 @@ def test_logs_are_immutable_outside(outside: Outside) -> None:
     )
 
 
-# 5 and 6: emptying the tables.
-
-
 def test_the_tables_cannot_be_emptied_outside(outside: Outside) -> None:
+    """Events are never updated, deleted or emptied. Logs are never updated, deleted
+    or emptied.
+    """
     account(1)
     if connection.vendor == "postgresql":
         for table in ("django_eventlog_event", "django_eventlog_log"):

@@ -74,3 +74,52 @@ def test_every_page_is_in_the_table_of_contents() -> None:
     pages = sorted(p.stem for p in DOCS.glob("*.md") if p.stem != "index")
     missing = [p for p in pages if not re.search(rf"^{p}$", index, re.MULTILINE)]
     assert missing == []
+
+
+# What the database guarantees: one text, every rule attacked by a test.
+
+
+def guarantees(text: str) -> str:
+    """The section "What the database guarantees" of a page, links made
+    relative to docs/."""
+    start = re.search(r"^#+ What the database guarantees\n", text, re.MULTILINE)
+    assert start is not None
+    end = re.search(
+        r"^#+ |^`python manage.py eventlog_verify`", text[start.end() :], re.M
+    )
+    section = text[start.end() : start.end() + end.start() if end else None]
+    return section.replace("](docs/", "](").strip()
+
+
+def rules(section: str) -> list[str]:
+    """The rules a section states: the bold start of each guarantee."""
+    return [
+        " ".join(rule.split())
+        for rule in re.findall(r"^- \*\*(.+?)\*\*", section, re.M | re.S)
+    ]
+
+
+def test_the_readme_and_the_docs_state_the_same_guarantees() -> None:
+    readme = guarantees((ROOT / "README.md").read_text())
+    docs = guarantees(page("reliability.md"))
+    assert readme == docs
+    assert len(rules(docs)) >= 6
+
+
+def test_every_guarantee_is_attacked_from_outside_the_library() -> None:
+    from tests import test_database_guarantees as attacks
+
+    stated = rules(guarantees(page("reliability.md")))
+    attacked: dict[str, set[str]] = {}
+    for name, test in vars(attacks).items():
+        if name.startswith("test_") and callable(test):
+            doc = " ".join((test.__doc__ or "").split())
+            sentences = re.findall(r"\S.*?\.(?= |$)", doc)
+            assert sentences, f"{name} names no rule"
+            for sentence in sentences:
+                assert sentence in stated, f"{name}: {sentence!r} is not a stated rule"
+                attacked.setdefault(sentence, set()).add(name.rsplit("_", 1)[-1])
+    # Each rule through the ORM and from a connection Django did not open.
+    assert {
+        rule: attacked.get(rule, set()) >= {"orm", "outside"} for rule in stated
+    } == dict.fromkeys(stated, True)
