@@ -126,13 +126,17 @@ CREATE TRIGGER django_eventlog_event_truncate_keys
     FOR EACH STATEMENT
     EXECUTE FUNCTION django_eventlog_truncate_idempotency_keys();
 
--- Events and their keys stay immutable: migration 0002's function.
+-- Events and their keys stay immutable (migration 0002's function), and the
+-- events cannot be emptied but by a test flush (migration 0005's).
 CREATE TRIGGER django_eventlog_event_immutable
     BEFORE UPDATE OR DELETE ON django_eventlog_event
     FOR EACH ROW EXECUTE FUNCTION django_eventlog_reject_change();
 CREATE TRIGGER django_eventlog_event_key_immutable
     BEFORE UPDATE OR DELETE ON django_eventlog_event_key
     FOR EACH ROW EXECUTE FUNCTION django_eventlog_reject_change();
+CREATE TRIGGER django_eventlog_event_no_truncate
+    BEFORE TRUNCATE ON django_eventlog_event
+    FOR EACH STATEMENT EXECUTE FUNCTION django_eventlog_reject_truncate();
 
 -- Move the events across, ids and keys included, and continue the ids.
 INSERT INTO django_eventlog_event
@@ -144,6 +148,12 @@ SELECT setval(
     (SELECT coalesce(max(id), 0) + 1 FROM django_eventlog_event),
     false
 );
+
+-- No gap, for every writer (migration 0005's function), from now on: created
+-- after the copy, as pg_dump does, so the copy does not check each row.
+CREATE TRIGGER django_eventlog_event_no_gap
+    BEFORE INSERT ON django_eventlog_event
+    FOR EACH ROW EXECUTE FUNCTION django_eventlog_reject_gap();
 
 -- Autovacuum never analyzes a partitioned table itself: do it now, and
 -- again from time to time, so the planner and the admin's estimated count
