@@ -14,7 +14,7 @@ class EventLogConfig(AppConfig):
         from django.db import connections
 
         from .checks import check_settings
-        from .immutability import register_sqlite_guard
+        from .triggers import register_sqlite_guard
 
         checks.register(check_settings)
         connection_created.connect(

@@ -153,7 +153,7 @@ class Statements:
         #: triggers are installed on this database.
         self.select_triggers: str | None = None
         #: What lets this connection empty the tables while the test helpers
-        #: flush (see :mod:`django_eventlog.immutability`); None: nothing to run.
+        #: flush (see :mod:`django_eventlog.triggers`); None: nothing to run.
         self.allow_flush: str | None = None
         if postgresql:
             self.select_triggers = (

@@ -15,6 +15,7 @@ database guarantees" in README.md and docs/reliability.md
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -282,13 +283,13 @@ def test_logs_are_immutable_orm() -> None:
         log.save()
     with pytest.raises(ImmutableLog):
         log.delete()
-    for change in (
+    changes: list[dict[str, Any]] = [
         {"kind": "x"},
         {"created_at": log.created_at.replace(year=2000)},
-    ):
+    ]
+    for change in changes:
         refused(
-            lambda change=change: models.QuerySet.update(logs, **change),
-            LOGS_IMMUTABLE,
+            functools.partial(models.QuerySet.update, logs, **change), LOGS_IMMUTABLE
         )
     refused(lambda: models.Model.save(log), LOGS_IMMUTABLE)
     refused(lambda: logs._raw_delete(logs.db), LOGS_IMMUTABLE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -84,7 +85,7 @@ def test_flush_is_refused_without_the_test_helpers(
 ) -> None:
     make_log()
     # Django's own flush, as a project without allow_flush() runs it.
-    allowed = BaseDatabaseOperations.execute_sql_flush
+    allowed: Any = BaseDatabaseOperations.execute_sql_flush
     monkeypatch.setattr(
         BaseDatabaseOperations, "execute_sql_flush", allowed.__wrapped__
     )

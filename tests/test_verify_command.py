@@ -1,6 +1,6 @@
 """manage.py eventlog_verify: contiguous indices, decodable events, no empty logs.
 
-Problems are planted with raw SQL under the immutability triggers, switched
+Problems are planted with raw SQL under the store's triggers, switched
 off inside the test's transaction (see ``triggers_off``), so nothing planted
 outlives its test: the last tests check that.
 """
@@ -429,7 +429,7 @@ def test_a_short_run_shows_no_progress() -> None:
     assert stderr == ""
 
 
-# The immutability triggers.
+# The triggers.
 
 RESTORE = re.compile(
     r"^table (\w+): trigger (\w+) is (missing|disabled); the database no longer "
@@ -515,9 +515,7 @@ def test_missing_triggers_are_reported_with_the_sql_to_restore_them() -> None:
 
 
 @pytest.mark.postgresql
-def test_a_disabled_immutability_trigger_is_reported_with_the_sql_to_enable_it() -> (
-    None
-):
+def test_a_disabled_trigger_is_reported_with_the_sql_to_enable_it() -> None:
     log_id = account(0)
     with connection.cursor() as cursor:
         # ALTER TABLE waits for no deferred foreign key check.

@@ -1,7 +1,7 @@
 """Reject UPDATE and DELETE on the events table in the database itself.
 
-See django_eventlog/immutability.py for why TRUNCATE (PostgreSQL) and the
-unfiltered DELETE of Django's flush (SQLite) still work. On SQLite, a later
+See django_eventlog/triggers.py for how Django's flush of a test database
+still gets through (migration 0005 refuses TRUNCATE). On SQLite, a later
 migration that rebuilds the events table drops these triggers and must create
 them again.
 """

@@ -9,7 +9,7 @@
 - Emptying the tables (``TRUNCATE`` on PostgreSQL, the ``DELETE`` of
   Django's ``flush`` on SQLite) is refused too, except on a connection the
   test helpers let flush (``django_eventlog.testing.allow_flush``). See
-  django_eventlog/immutability.py.
+  django_eventlog/triggers.py.
 
 On SQLite, a later migration that rebuilds either table drops these triggers
 and must create them again; ``eventlog_verify`` reports a missing one with

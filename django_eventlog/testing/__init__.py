@@ -103,7 +103,7 @@ def allow_flush() -> None:
     # Imported here: importing it before django.db.models is a circle.
     from django.db.backends.base.operations import BaseDatabaseOperations
 
-    from ..immutability import flushing
+    from ..triggers import flushing
 
     flush = BaseDatabaseOperations.execute_sql_flush
     if getattr(flush, "_django_eventlog_allows_flush", False):

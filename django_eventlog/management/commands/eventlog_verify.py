@@ -24,9 +24,9 @@ from django_eventlog.exceptions import (
     InvalidArgument,
     UnknownEventType,
 )
-from django_eventlog.immutability import trigger_problems
 from django_eventlog.models import Event, Log
 from django_eventlog.records import RecordDecoder
+from django_eventlog.triggers import trigger_problems
 from django_eventlog.validation import parse_log_id
 
 # Runs over at least this many logs show their progress on stderr.
@@ -49,9 +49,9 @@ class Command(BaseCommand):
         "stored type no imported DomainEvent class claims, payloads that no "
         "longer decode into their class (a field renamed, removed or retyped "
         "without keeping old events readable), and logs without events. On "
-        "PostgreSQL and SQLite it also checks that the events table's "
-        "immutability triggers exist and are enabled, and reports one that is "
-        "not ('events table <name>: ...') with the SQL that restores it. Checks "
+        "PostgreSQL and SQLite it also checks that the triggers of the logs and "
+        "events tables exist and are enabled, and reports one that is not "
+        "('table <name>: trigger ...') with the SQL that restores it. Checks "
         "every log, or the given LOG_IDs and/or the logs of one --kind. Only "
         "reads, streaming the events table in one ordered pass, so it can run "
         "on a live database; runs over many logs show their progress on "
