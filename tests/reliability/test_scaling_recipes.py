@@ -436,9 +436,9 @@ def test_the_library_works_the_same_on_partitioned_events(partitioned: str) -> N
         store.append(states[a], Deposited(50), idempotency_key="transfer-1")
     assert (replay.value.log_id, replay.value.event_index) == original
     # The same event on the other partition's log is another request.
-    for event in (Deposited(50), Deposited(51)):
+    for resent in (Deposited(50), Deposited(51)):
         with pytest.raises(IdempotencyConflict) as conflict:
-            store.append(states[b], event, idempotency_key="transfer-1")
+            store.append(states[b], resent, idempotency_key="transfer-1")
         assert (conflict.value.log_id, conflict.value.event_index) == original
     with pytest.raises(IdempotentReplay):
         store.check_idempotency_key("transfer-1", Deposited(50), log_id=a)
