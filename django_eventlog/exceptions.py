@@ -48,9 +48,11 @@ class _IdempotencyError(EventLogError):
 
 
 class IdempotentReplay(_IdempotencyError):
-    """The idempotency key was used before, for an equal event.
+    """The idempotency key was used before, by the same request.
 
-    The operation already happened: ``log_id`` and ``event_index`` name the
+    An append to the same log of an equal event, or a create of the same kind
+    with an equal event (see "Replay or conflict" in the concepts docs). The
+    operation already happened: ``log_id`` and ``event_index`` name the
     ORIGINAL event. Treat it as success and answer with the original outcome.
     """
 
@@ -65,9 +67,11 @@ class IdempotentReplay(_IdempotencyError):
 
 
 class IdempotencyConflict(_IdempotencyError):
-    """The idempotency key was used before, for a different event.
+    """The idempotency key was used before, by a different request.
 
-    Nothing was written. The client reused a key for another request: report
+    Another event, another log, another kind, or a create with the key of an
+    append. Nothing was written; ``log_id`` and ``event_index`` name the
+    original event. The client reused a key for another request: report
     the conflict to it rather than retrying.
     """
 

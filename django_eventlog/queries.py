@@ -122,18 +122,18 @@ def insert_event(
     return True
 
 
-def key_use(using: str, key: str) -> tuple[uuid.UUID, int, str, str] | None:
-    """The log, index, type and payload of the event stored under ``key``."""
+def key_use(using: str, key: str) -> tuple[uuid.UUID, int, str, str, str] | None:
+    """The log, index, log kind, type and payload of the event under ``key``."""
     connection = connections[using]
     with connection.cursor() as cursor:
         cursor.execute(statements(connection).select_key_use, [key])
         row = cursor.fetchone()
     if row is None:
         return None
-    log_id, index, type_name, payload = row
+    log_id, index, kind, type_name, payload = row
     if not isinstance(log_id, uuid.UUID):
         log_id = uuid.UUID(log_id)
-    return log_id, index, type_name, payload
+    return log_id, index, kind, type_name, payload
 
 
 def event_exists(using: str, log_id: uuid.UUID, index: int) -> bool:

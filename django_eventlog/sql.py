@@ -128,9 +128,12 @@ class Statements:
             f"AND {index} >= %s AND {index} <= %s ORDER BY {index}"
         )
         self.select_page = self.page(descending=False, typed=False)
+        # The event holding a key and its log's kind: what a write that found
+        # the key used compares itself with (the replay rule, in store.py).
         self.select_key_use = (
-            f"SELECT {log}, {index}, {type_}, {payload} FROM {event_table} "
-            f"WHERE {key} = %s"
+            f"SELECT {log}, {index}, {log_table}.{self.log_kind_col}, {type_}, "
+            f"{payload} FROM {event_table} JOIN {log_table} "
+            f"ON {log_table}.{self.log_id_col} = {log} WHERE {key} = %s"
         )
         self.select_event_exists = (
             f"SELECT 1 FROM {event_table} "

@@ -19,15 +19,13 @@ from django.apps import apps
 from django.db import IntegrityError, connections, models, router
 from django.utils import timezone
 
-from . import caching, queries, sql
+from . import caching, idempotency, queries, sql
 from .aggregates import Aggregate, EventRecord, LogState, Reduction
 from .conf import conf
-from .events import DomainEvent, decode_event, encode_event
+from .events import DomainEvent, encode_event
 from .exceptions import (
     ConcurrentAppend,
     EventLogError,
-    IdempotencyConflict,
-    IdempotentReplay,
     InvalidArgument,
     LogNotFound,
 )
@@ -72,15 +70,19 @@ class BaseLogManager(models.Manager[M]):
         the caller's ``transaction.atomic()`` they join that transaction.
 
         Raises ``IdempotentReplay`` naming the original log when the key was
-        used for an equal event (whatever ``log_id`` this call passed),
-        ``IdempotencyConflict`` when it was used for another event,
-        ``ConcurrentAppend`` when ``log_id`` names an existing log, and
-        ``EventEncodingError`` for an event that cannot be stored (or is larger
-        than ``EVENTLOG_MAX_EVENT_SIZE``) and ``InvalidArgument`` for bad input.
+        used by a create of the same request: same ``kind``, an equal event
+        and, if this call passed ``log_id``, that log (a generated id is not
+        compared); ``IdempotencyConflict`` naming the original event when the
+        key was used for anything else (see "Idempotency" in the concepts
+        docs for the rule); ``ConcurrentAppend`` when ``log_id`` names an
+        existing log; ``EventEncodingError`` for an event that cannot be
+        stored (or is larger than ``EVENTLOG_MAX_EVENT_SIZE``) and
+        ``InvalidArgument`` for bad input.
         """
         payload = encode_event(event, conf.EVENTLOG_MAX_EVENT_SIZE)
         kind = check_text("kind", kind, KIND_MAX_LENGTH)
-        log_id = self._new_log_id() if log_id is None else parse_log_id(log_id)
+        explicit = None if log_id is None else parse_log_id(log_id)
+        log_id = self._new_log_id() if explicit is None else explicit
         key = check_key(idempotency_key)
         using = self._write_db()
         try:
@@ -88,7 +90,8 @@ class BaseLogManager(models.Manager[M]):
                 using, log_id, kind, event.type_name, payload, timezone.now(), key
             )
         except IntegrityError as e:
-            raise self._explain(using, e, log_id, None, event, key) from e
+            write = idempotency.Create(kind, explicit)
+            raise self._explain(using, e, log_id, None, event, key, write) from e
         return LogState(log_id, 1)
 
     def append(
@@ -108,9 +111,11 @@ class BaseLogManager(models.Manager[M]):
         Raises ``ConcurrentAppend`` when another writer took that index (reduce
         again, re-check the business rules, append with the new state);
         ``IdempotentReplay`` naming the original event when the key was used
-        for an equal event; ``IdempotencyConflict`` when it was used for
-        another event (a used key wins over every other answer, even for a
-        state ahead of the log or a missing log); ``LogNotFound``;
+        on this log for an equal event (whatever its index, event 0 of a
+        create included); ``IdempotencyConflict`` naming the original event
+        when it was used for another event or on another log (a used key wins
+        over every other answer, even for a state ahead of the log or a
+        missing log; see "Idempotency" in the concepts docs); ``LogNotFound``;
         ``EventEncodingError`` for an event that cannot be stored (or is larger
         than ``EVENTLOG_MAX_EVENT_SIZE``) and ``InvalidArgument`` for bad input.
         """
@@ -123,7 +128,7 @@ class BaseLogManager(models.Manager[M]):
                 using, log_id, index, event.type_name, payload, timezone.now(), key
             )
         except IntegrityError as e:
-            raise self._explain(using, e, log_id, index, event, key) from e
+            raise self._explain(using, e, log_id, index, event, key, log_id) from e
         if not inserted:
             raise self._refused(using, log_id, event, key)
         return LogState(log_id, index + 1)
@@ -237,22 +242,45 @@ class BaseLogManager(models.Manager[M]):
         """Async :meth:`load`."""
         return await sync_to_async(self.load)(log_id, start=start, limit=limit)
 
-    def check_idempotency_key(self, idempotency_key: str, event: DomainEvent) -> None:
+    def check_idempotency_key(
+        self,
+        idempotency_key: str,
+        event: DomainEvent,
+        *,
+        log_id: uuid.UUID | str | None = None,
+        kind: str | None = None,
+    ) -> None:
         """Raise if ``idempotency_key`` was already used; return if it is free.
 
         ``create_log`` and ``append`` detect a used key themselves. Call this
         first when business rules run before the write and a retry must be
         answered as a replay even though the rules would now refuse it (a
-        retried capture that the original already made). Raises
-        ``IdempotentReplay`` naming the original event when it equals
-        ``event``, ``IdempotencyConflict`` when it does not.
+        retried capture that the original already made). Name the write it
+        stands for: ``log_id`` alone for an append to that log, ``kind`` (and
+        ``log_id`` if the create passes one) for a ``create_log``. Raises what
+        that write would: ``IdempotentReplay`` naming the original event when
+        it is the same request, ``IdempotencyConflict`` naming it when not,
+        ``InvalidArgument`` when neither ``log_id`` nor ``kind`` is given.
         """
         key = check_key(idempotency_key)
         if key is None:
             raise InvalidArgument("idempotency_key must be a str, got None.")
+        write: uuid.UUID | idempotency.Create
+        if kind is not None:
+            kind = check_text("kind", kind, KIND_MAX_LENGTH)
+            write = idempotency.Create(
+                kind, None if log_id is None else parse_log_id(log_id)
+            )
+        elif log_id is not None:
+            write = parse_log_id(log_id)
+        else:
+            raise InvalidArgument(
+                "check_idempotency_key needs log_id= (for an append to that log) "
+                "or kind= (for a create_log)."
+            )
         # An event that could not be stored is refused here as by the writes.
         encode_event(event, conf.EVENTLOG_MAX_EVENT_SIZE)
-        used = self._key_use(self._write_db(), key, event)
+        used = idempotency.key_use(self._write_db(), key, event, write)
         if used is not None:
             raise used
 
@@ -302,26 +330,13 @@ class BaseLogManager(models.Manager[M]):
     def _read_db(self) -> str:
         return self._db or router.db_for_read(_event_model())
 
-    def _key_use(
-        self, using: str, key: str, event: DomainEvent
-    ) -> IdempotentReplay | IdempotencyConflict | None:
-        original = queries.key_use(using, key)
-        if original is None:
-            return None
-        log_id, index, type_name, stored = original
-        # Compared as typed events: PostgreSQL's jsonb rewrites numbers
-        # (1e23 as 100000000000000000000000), which the event's types undo.
-        if type_name == event.type_name and _decodes_to(type_name, stored, event):
-            return IdempotentReplay(key, log_id, index)
-        return IdempotencyConflict(key, log_id, index)
-
     def _refused(
         self, using: str, log_id: uuid.UUID, event: DomainEvent, key: str | None
     ) -> EventLogError:
         """Why an append inserted no row: a used key wins over the state."""
         # The key is consulted only here, off the path of a successful append.
         if key is not None:
-            used = self._key_use(using, key, event)
+            used = idempotency.key_use(using, key, event, log_id)
             if used is not None:
                 return used
         if not self._exists(using, log_id):
@@ -336,10 +351,11 @@ class BaseLogManager(models.Manager[M]):
         index: int | None,
         event: DomainEvent,
         key: str | None,
+        write: uuid.UUID | idempotency.Create,
     ) -> Exception:
         """Turn a unique violation into the library error it means."""
         if key is not None:
-            used = self._key_use(using, key, event)
+            used = idempotency.key_use(using, key, event, write)
             if used is not None:
                 return used
         if index is None:
@@ -364,10 +380,3 @@ def _reduced(start: Reduction[A], through: int) -> Reduction[A]:
     return Reduction(
         start.log_id, start.aggregate, through, timezone.now(), start.log_created_at
     )
-
-
-def _decodes_to(type_name: str, stored: str, event: DomainEvent) -> bool:
-    try:
-        return decode_event(type_name, stored) == event
-    except Exception:  # the class changed since: not the same event
-        return False

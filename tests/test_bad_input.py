@@ -444,8 +444,9 @@ def attempt(call: Callable[..., T], *args: Any, **kwargs: Any) -> T | EventLogEr
         return e
 
 
-def key_use(key: Any, event: Any) -> EventLogError | None:
-    return attempt(Log.objects.check_idempotency_key, key, event)
+def key_use(key: Any, event: Any, log_id: uuid.UUID) -> EventLogError | None:
+    """What ``check_idempotency_key`` says for an append of ``event`` to ``log_id``."""
+    return attempt(Log.objects.check_idempotency_key, key, event, log_id=log_id)
 
 
 def new_log(events: int = 1, kind: str = "hostile") -> LogState:
@@ -508,7 +509,7 @@ def test_events_are_stored_exactly_or_refused(events: list[Any], keyed: bool) ->
                 assert type(outcome) is EventEncodingError, brief(outcome)
                 assert_explains(outcome, type(event).__qualname__)
                 if key is not None:
-                    used = key_use(key, event)
+                    used = key_use(key, event, tried[0])
                     assert type(used) is EventEncodingError, brief(used)
                 continue
             assert isinstance(event, DomainEvent), f"stored {brief(event)}"
@@ -539,7 +540,7 @@ def test_events_are_stored_exactly_or_refused(events: list[Any], keyed: bool) ->
         # Retrying with the same key and event is a replay of the original.
         for index, (event, key) in enumerate(kept):
             if key is not None:
-                used = key_use(key, event)
+                used = key_use(key, event, state.log_id)
                 assert isinstance(used, IdempotentReplay), (
                     f"{brief(event)}: {brief(used)}"
                 )
@@ -669,7 +670,7 @@ def test_accepted_keys_are_kept(key: str) -> None:
     state = Log.objects.create_log(event, kind="keys", idempotency_key=key)
     [record] = Log.objects.load(state.log_id)
     assert record.idempotency_key == key
-    replay = key_use(key, event)
+    replay = key_use(key, event, state.log_id)
     assert isinstance(replay, IdempotentReplay), repr(replay)
     assert (replay.log_id, replay.event_index) == (state.log_id, 0)
 
@@ -681,7 +682,7 @@ def test_refused_keys_are_refused(key: Any) -> None:
     outcomes = [
         attempt(Log.objects.create_log, Text("k"), kind="keys", idempotency_key=key),
         attempt(Log.objects.append, state, Text("k"), idempotency_key=key),
-        key_use(key, Text("k")),
+        key_use(key, Text("k"), state.log_id),
     ]
     for outcome in outcomes:
         assert type(outcome) is InvalidArgument, repr(outcome)
@@ -739,7 +740,7 @@ def test_idempotency_keys_are_kept_exactly_or_refused(
             with pytest.raises(InvalidArgument, match="idempotency_key"):
                 Log.objects.append(state, event, idempotency_key=key)
             with pytest.raises(InvalidArgument, match="idempotency_key"):
-                Log.objects.check_idempotency_key(key, event)
+                Log.objects.check_idempotency_key(key, event, log_id=state.log_id)
             assert Log.objects.load(state.log_id)[-1].index == 0
             return
         state = created
@@ -747,13 +748,13 @@ def test_idempotency_keys_are_kept_exactly_or_refused(
         [record] = Log.objects.load(log_id)
         assert record.idempotency_key == key
         if key is None:
-            assert type(key_use(key, event)) is InvalidArgument
+            assert type(key_use(key, event, log_id)) is InvalidArgument
             return
 
-        # The same event again, by any route: a replay of index 0.
+        # The same request again, by any route: a replay of index 0.
         replays = [
-            key_use(key, event),
-            attempt(Log.objects.create_log, event, kind="k", idempotency_key=key),
+            key_use(key, event, log_id),
+            attempt(Log.objects.create_log, event, kind="keys", idempotency_key=key),
             attempt(Log.objects.append, state, event, idempotency_key=key),
             attempt(
                 Log.objects.append, LogState(log_id, 0), event, idempotency_key=key
@@ -769,8 +770,8 @@ def test_idempotency_keys_are_kept_exactly_or_refused(
             assert_explains(replay, repr(key))
         other = Text("second")
         conflicts = [
-            key_use(key, other),
-            attempt(Log.objects.create_log, other, kind="k", idempotency_key=key),
+            key_use(key, other, log_id),
+            attempt(Log.objects.create_log, other, kind="keys", idempotency_key=key),
             attempt(Log.objects.append, state, other, idempotency_key=key),
         ]
         for conflict in conflicts:
@@ -781,7 +782,7 @@ def test_idempotency_keys_are_kept_exactly_or_refused(
         # A key that merely looks like it is another key.
         if len(key) > 1:
             alike = data.draw(look_alike(key), label="look-alike key")
-            assert key_use(alike, event) is None
+            assert key_use(alike, event, log_id) is None
             state = Log.objects.append(state, event, idempotency_key=alike)
             assert Log.objects.load(log_id)[1].idempotency_key == alike
 

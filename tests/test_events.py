@@ -265,7 +265,10 @@ def _writes(log: LogState) -> list[tuple[str, Callable[[DomainEvent], object]]]:
             lambda e: Log.objects.append(log, e, idempotency_key="k"),
         ),
         ("aappend", lambda e: async_to_sync(Log.objects.aappend)(log, e)),
-        ("check_idempotency_key", lambda e: Log.objects.check_idempotency_key("k", e)),
+        (
+            "check_idempotency_key",
+            lambda e: Log.objects.check_idempotency_key("k", e, log_id=log.log_id),
+        ),
     ]
 
 

@@ -64,12 +64,13 @@ def test_a_state_ahead_of_the_log_with_a_used_key_for_another_event_conflicts() 
 
 
 @pytest.mark.parametrize("index", [0, 1, 7])
-def test_a_missing_log_with_a_used_key_is_a_replay_naming_the_original(
+def test_a_missing_log_with_a_used_key_conflicts_naming_the_original(
     index: int,
 ) -> None:
+    # The same event, but the key was used on another log: not this request.
     state = account_with_keyed_deposit("dep-missing")
     missing = uuid.uuid4()
-    with pytest.raises(IdempotentReplay) as info:
+    with pytest.raises(IdempotencyConflict) as info:
         Log.objects.append(
             LogState(missing, index), Deposited(10), idempotency_key="dep-missing"
         )
@@ -78,7 +79,7 @@ def test_a_missing_log_with_a_used_key_is_a_replay_naming_the_original(
 
 
 @pytest.mark.parametrize("index", [0, 3])
-def test_a_missing_log_with_a_used_key_for_another_event_conflicts(index: int) -> None:
+def test_a_missing_log_with_a_used_key_for_another_type_conflicts(index: int) -> None:
     state = account_with_keyed_deposit("dep-missing-2")
     missing = uuid.uuid4()
     with pytest.raises(IdempotencyConflict) as info:
@@ -102,10 +103,11 @@ def test_a_fresh_key_still_gets_log_not_found_and_concurrent_append() -> None:
     assert indices(state.log_id) == [0, 1]
 
 
-def test_create_log_with_an_existing_log_id_and_a_used_key_is_a_replay() -> None:
-    # The key was used by an append in that very log, not by its create.
+def test_create_log_with_an_existing_log_id_and_a_key_used_by_an_append() -> None:
+    # The key was used by an append in that very log, not by a create: the
+    # same event, but another request. The key still wins over the log id.
     state = account_with_keyed_deposit("dep-create")
-    with pytest.raises(IdempotentReplay) as info:
+    with pytest.raises(IdempotencyConflict) as info:
         Log.objects.create_log(
             Deposited(10),
             kind="account",

@@ -224,13 +224,13 @@ def test_replayed_create_with_a_fresh_log_id_names_the_original_log() -> None:
     assert Log.objects.count() == logs
 
 
-def test_replay_names_the_original_log_even_from_another_log() -> None:
+def test_the_same_event_on_another_log_conflicts_naming_the_original() -> None:
     first = new_account(idempotency_key=None)
     Log.objects.append(first, Deposited(3), idempotency_key="shared")
     other = new_account("bob")
-    with pytest.raises(IdempotentReplay) as info:
+    with pytest.raises(IdempotencyConflict) as info:
         Log.objects.append(other, Deposited(3), idempotency_key="shared")
-    assert info.value.log_id == first.log_id
+    assert (info.value.log_id, info.value.event_index) == (first.log_id, 1)
     assert len(stored(other.log_id)) == 1
 
 

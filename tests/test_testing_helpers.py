@@ -210,7 +210,7 @@ def test_log_factory_keys_make_creation_happen_once() -> None:
     assert keys[0].startswith("open-")
     opened = Log.objects.load(first.log_id)[0].event
     with pytest.raises(IdempotentReplay) as replay:
-        LogFactory.create(events=[opened], idempotency_key=keys[0])
+        LogFactory.create(events=[opened], kind="account", idempotency_key=keys[0])
     assert replay.value.log_id == first.log_id
 
 

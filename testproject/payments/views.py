@@ -292,7 +292,7 @@ def _write(
         # Before the rules: a retry is answered even when they would now
         # refuse it (the original capture took what was capturable).
         try:
-            Log.objects.check_idempotency_key(key, event)
+            Log.objects.check_idempotency_key(key, event, log_id=log_id)
         except IdempotentReplay as replay:
             return _event_response(reduction, replay.event_index, replayed=True)
     for attempt in range(MAX_ATTEMPTS):

@@ -134,13 +134,27 @@ class EventLogMachine(RuleBasedStateMachine):
         return data.draw(st.sampled_from(self.order), label="log")
 
     def expect_key_error(
-        self, error: object, key: str, event: DomainEvent, where: str
+        self,
+        error: object,
+        key: str,
+        event: DomainEvent,
+        where: str,
+        write: uuid.UUID | tuple[str, uuid.UUID | None],
     ) -> None:
-        """``error`` is the replay or conflict a used ``key`` must give."""
+        """``error`` is the replay or conflict a used ``key`` must give to
+        ``write``: an append's log id, or a create's (kind, given log id)."""
         log_id, index = self.keys[key]
         original = self.logs[log_id][index].event
+        # The replay rule of docs/concepts.md: the same request only.
+        if isinstance(write, tuple):
+            kind, given = write
+            same_request = index == 0 and kind == self.kind and given in (None, log_id)
+        else:
+            same_request = write == log_id
         expected = (
-            IdempotentReplay if same_event(original, event) else IdempotencyConflict
+            IdempotentReplay
+            if same_request and same_event(original, event)
+            else IdempotencyConflict
         )
         assert type(error) is expected, f"{where}: {error!r}, expected {expected}"
         assert isinstance(error, (IdempotentReplay, IdempotencyConflict))
@@ -171,18 +185,23 @@ class EventLogMachine(RuleBasedStateMachine):
         # Either spelling of a given id.
         as_text = data.draw(st.booleans(), label="log id as str")
         given = str(log_id) if as_text and log_id is not None else log_id
+        # Another kind only with a used key: it writes nothing then, and the
+        # model keeps to logs of its own kind.
+        kind = self.kind
+        if key in self.keys and data.draw(st.booleans(), label="another kind"):
+            kind = f"{self.kind}:other"
 
         outcome = attempt(
             Log.objects.create_log,
             event,
-            kind=self.kind,
+            kind=kind,
             log_id=given,
             idempotency_key=key,
         )
         hypothesis.event(f"create_log: {type(outcome).__name__}")
         if key is not None and key in self.keys:
             # A used key wins over a taken log id.
-            self.expect_key_error(outcome, key, event, "create_log")
+            self.expect_key_error(outcome, key, event, "create_log", (kind, log_id))
             if log_id is not None and log_id not in self.logs:
                 assert not Log.objects.filter(pk=log_id).exists()
             return
@@ -215,7 +234,10 @@ class EventLogMachine(RuleBasedStateMachine):
         self.try_append(data, "fresh")
 
     def try_append(self, data: st.DataObject, how: str) -> None:
+        key = self.draw_key(data)
         log_id = self.draw_log(data)
+        if key in self.keys and data.draw(st.booleans(), label="the key's log"):
+            log_id = self.keys[key][0]  # a replay is on the original's log
         length = len(self.logs[log_id])
         if how == "missing":
             log_id, length = uuid.uuid4(), 0
@@ -228,7 +250,6 @@ class EventLogMachine(RuleBasedStateMachine):
             state = LogState(log_id, data.draw(st.integers(length + 1, length + 3)))
         else:
             state = LogState(log_id, length)
-        key = self.draw_key(data)
         event = self.draw_event(data, key)
         in_atomic = data.draw(st.booleans(), label="inside atomic()")
 
@@ -241,9 +262,9 @@ class EventLogMachine(RuleBasedStateMachine):
 
         if key is not None and key in self.keys:
             # A used key wins, whether or not a row could be inserted: a
-            # retry is answered as one even against a missing log or a
-            # state ahead of the log.
-            self.expect_key_error(outcome, key, event, "append")
+            # retry is answered as one even against a state ahead of the
+            # log, and a missing log is another log (a conflict).
+            self.expect_key_error(outcome, key, event, "append", log_id)
         elif how == "missing":
             assert type(outcome) is LogNotFound, f"missing log: {outcome!r}"
             assert outcome.log_id == log_id
@@ -313,9 +334,30 @@ class EventLogMachine(RuleBasedStateMachine):
         if key is None:
             return
         event = self.draw_event(data, key)
-        outcome = attempt(Log.objects.check_idempotency_key, key, event)
+        # The write the check stands for: an append to a log (maybe a missing
+        # one), or a create with a generated or a given log id.
+        write: uuid.UUID | tuple[str, uuid.UUID | None]
+        as_write = data.draw(st.sampled_from(["append", "create", "create with id"]))
+        log_id = data.draw(
+            st.sampled_from([*self.order, uuid.uuid4()]), label="check's log"
+        )
+        if as_write == "append":
+            write = log_id
+            outcome = attempt(
+                Log.objects.check_idempotency_key, key, event, log_id=log_id
+            )
+        else:
+            given = log_id if as_write == "create with id" else None
+            write = (self.kind, given)
+            outcome = attempt(
+                Log.objects.check_idempotency_key,
+                key,
+                event,
+                kind=self.kind,
+                log_id=given,
+            )
         if key in self.keys:
-            self.expect_key_error(outcome, key, event, "check_idempotency_key")
+            self.expect_key_error(outcome, key, event, "check_idempotency_key", write)
         else:
             assert outcome is None, f"free key {key!r}: {outcome!r}"
 

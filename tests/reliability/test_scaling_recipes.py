@@ -431,17 +431,23 @@ def test_the_library_works_the_same_on_partitioned_events(partitioned: str) -> N
             first_in.setdefault(name, other)
     a, b = list(first_in.values())[:2]
     on_a = store.append(states[a], Deposited(50), idempotency_key="transfer-1")
+    original = (a, on_a.next_index - 1)
     with pytest.raises(IdempotentReplay) as replay:
-        store.append(states[b], Deposited(50), idempotency_key="transfer-1")
-    assert (replay.value.log_id, replay.value.event_index) == (a, on_a.next_index - 1)
-    with pytest.raises(IdempotencyConflict) as conflict:
-        store.append(states[b], Deposited(51), idempotency_key="transfer-1")
-    assert conflict.value.log_id == a
+        store.append(states[a], Deposited(50), idempotency_key="transfer-1")
+    assert (replay.value.log_id, replay.value.event_index) == original
+    # The same event on the other partition's log is another request.
+    for resent in (Deposited(50), Deposited(51)):
+        with pytest.raises(IdempotencyConflict) as conflict:
+            store.append(states[b], resent, idempotency_key="transfer-1")
+        assert (conflict.value.log_id, conflict.value.event_index) == original
     with pytest.raises(IdempotentReplay):
-        store.check_idempotency_key("transfer-1", Deposited(50))
+        store.check_idempotency_key("transfer-1", Deposited(50), log_id=a)
+    with pytest.raises(IdempotencyConflict):
+        store.check_idempotency_key("transfer-1", Deposited(50), log_id=b)
     assert [r.index for r in store.load(b)] == [0, 1]
 
-    # A race on one key, each writer creating a log of its own.
+    # A race on one key, each writer creating a log of its own id: one wins,
+    # the others asked for another log (a conflict naming the winner's).
     results = race(
         4,
         lambda i: store.create_log(
@@ -453,9 +459,9 @@ def test_the_library_works_the_same_on_partitioned_events(partitioned: str) -> N
         partitioned,
     )
     (winner,) = [r for r in results if isinstance(r, LogState)]
-    replays = [r for r in results if isinstance(r, IdempotentReplay)]
-    assert len(replays) == 3, results
-    assert {r.log_id for r in replays} == {winner.log_id}
+    conflicts = [r for r in results if isinstance(r, IdempotencyConflict)]
+    assert len(conflicts) == 3, results
+    assert {(r.log_id, r.event_index) for r in conflicts} == {(winner.log_id, 0)}
     racers = [uuid.UUID(int=100 + i) for i in range(4)]
     assert Log.objects.using(partitioned).filter(pk__in=racers).count() == 1
 

@@ -22,9 +22,11 @@ the records against what the database stores (see ``check_run``):
   its key and payload, and every stored event is one that a write reported
   (so no write that reported an error was stored);
 * every ``ConcurrentAppend`` names an index another event holds, every
-  ``IdempotentReplay`` names the event holding the key and equal to the one
-  resent, every ``IdempotencyConflict`` names it and differs from it, and the
-  event named was written by an operation that had started by then;
+  ``IdempotentReplay`` names the event holding the key, which is the same
+  request (docs/concepts.md, "Replay or conflict": equal and on the same log
+  for an append; equal, event 0 and on the given log, if any, for a create;
+  every log has one kind), every ``IdempotencyConflict`` names it and is not,
+  and the event named was written by an operation that had started by then;
 * every reduction a worker got equals a cold fold of the stored events up to
   its index, applies each index once, and includes every event whose write
   had returned before the reduce started;
@@ -771,6 +773,15 @@ def stored_identity(stored: Stored) -> tuple[str, str, str | None]:
     return identity({"type": stored.type, "payload": stored.payload}, stored.key)
 
 
+def same_request(rec: Record, stored: Stored) -> bool:
+    """Whether the write ``rec`` replays ``stored``, which holds its key."""
+    if stored_identity(stored) != identity(rec["event"], rec["key"]):
+        return False
+    if rec["op"] == "create":  # every log of a run has the kind KIND
+        return stored.index == 0 and rec["log"] in (None, stored.log)
+    return bool(stored.log == rec["log"])
+
+
 def fold(events: list[Stored]) -> list[tuple[str, int]]:
     """(owner, balance) after each index: the oracle, independent of the library."""
     owner, balance, figures = "", 0, []
@@ -993,7 +1004,7 @@ def check_run(
                 fail(f"{rec['id']}: {outcome} names key {error['idempotency_key']}")
             if stored is None or (stored.log, stored.index) != named:
                 fail(f"{rec['id']}: {outcome} names {named}, the key is on {stored}")
-            elif (stored_identity(stored) == mine) != (outcome == "IdempotentReplay"):
+            elif same_request(rec, stored) != (outcome == "IdempotentReplay"):
                 fail(f"{rec['id']}: {outcome} for {rec['event']}, stored {stored}")
             named_by(rec, stored, outcome)
             continue
