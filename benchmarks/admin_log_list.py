@@ -19,7 +19,7 @@ filter's choices (``KindListFilter``, a loose index scan) next to the
 ``SELECT DISTINCT kind`` Django's own field filter would run, and a
 type-filtered timeline page (``LogAdmin.timeline_context`` with
 ``?type=``) of a log of 100,000 events where one event in 1,000 is of that
-type, served by the ``(log, type, index)`` index, then once more with that
+type, served by the ``(type, log, index)`` index, then once more with that
 index dropped inside a transaction that is rolled back.
 
 The database is a throwaway one, created with Django's test database
@@ -58,7 +58,7 @@ KINDS = 5
 LONG_LOG_EVENTS = 100_000
 RARE_EVERY = 1_000
 RARE_TYPE = "bench.flagged"
-TYPE_INDEX = "django_eventlog_log_type_idx"
+TYPE_INDEX = "django_eventlog_type_log_idx"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -150,7 +150,7 @@ CREATE TABLE event (
     CONSTRAINT django_eventlog_event_index_gte_0 CHECK ("index" >= 0)
 );
 CREATE INDEX event_recorded_at_brin ON event USING brin (recorded_at);
-CREATE INDEX event_log_type_idx ON event (log_id, type, "index");
+CREATE INDEX event_type_log_idx ON event (type, log_id, "index");
 """
 PG_LOG_FK = """
 ALTER TABLE event ADD CONSTRAINT event_log_id_fk FOREIGN KEY (log_id)
@@ -645,7 +645,7 @@ CREATE TABLE event (
     CONSTRAINT django_eventlog_event_idempotency_key_uniq UNIQUE (idempotency_key),
     CONSTRAINT django_eventlog_event_index_gte_0 CHECK ("index" >= 0)
 );
-CREATE INDEX event_log_type_idx ON event (log_id, type, "index");
+CREATE INDEX event_type_log_idx ON event (type, log_id, "index");
 """
 SQLITE_FK = f"""
     previous_index integer

@@ -159,8 +159,10 @@ class Event(models.Model):
         indexes = [
             # The admin timeline's type filter: one range scan per page,
             # where (log, index) alone would read every event of the log.
+            # Led by the type, so that it never matches a lookup by (log,
+            # index), which is UNIQUE (log, index)'s (migration 0006).
             models.Index(
-                fields=["log", "type", "index"], name="django_eventlog_log_type_idx"
+                fields=["type", "log", "index"], name="django_eventlog_type_log_idx"
             ),
         ]
 

@@ -29,8 +29,8 @@ ALTER TABLE django_eventlog_event_unpartitioned
     TO django_eventlog_event_unpartitioned_idempotency_key_uniq;
 ALTER INDEX django_eventlog_event_recorded_at_brin
     RENAME TO django_eventlog_event_unpartitioned_recorded_at_brin;
-ALTER INDEX django_eventlog_log_type_idx
-    RENAME TO django_eventlog_event_unpartitioned_log_type_idx;
+ALTER INDEX django_eventlog_type_log_idx
+    RENAME TO django_eventlog_event_unpartitioned_type_log_idx;
 ALTER SEQUENCE django_eventlog_event_id_seq
     RENAME TO django_eventlog_event_unpartitioned_id_seq;
 
@@ -76,12 +76,12 @@ CREATE TABLE django_eventlog_event_p6 PARTITION OF django_eventlog_event
 CREATE TABLE django_eventlog_event_p7 PARTITION OF django_eventlog_event
     FOR VALUES WITH (MODULUS 8, REMAINDER 7);
 
--- Migration 0003's BRIN index, migration 0004's index for the admin
+-- Migration 0003's BRIN index, migration 0006's index for the admin
 -- timeline's type filter, and an index to find an event by its key.
 CREATE INDEX django_eventlog_event_recorded_at_brin
     ON django_eventlog_event USING brin (recorded_at);
-CREATE INDEX django_eventlog_log_type_idx
-    ON django_eventlog_event (log_id, type, "index");
+CREATE INDEX django_eventlog_type_log_idx
+    ON django_eventlog_event (type, log_id, "index");
 CREATE INDEX django_eventlog_event_idempotency_key_idx
     ON django_eventlog_event (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
