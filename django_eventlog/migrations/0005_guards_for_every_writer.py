@@ -26,7 +26,6 @@ NO_GAP = "django_eventlog_event_no_gap"
 #: PostgreSQL: the transaction-local setting the test helpers turn on to flush.
 FLUSHING = "django_eventlog.flushing"
 LOGS_IMMUTABLE = "django_eventlog: logs are immutable"
-EVENTS_IMMUTABLE = "django_eventlog: events are immutable"
 
 FORWARDS = {
     "postgresql": [
