@@ -215,7 +215,7 @@ def test_log_factory_keys_make_creation_happen_once() -> None:
 
 
 @pytest.mark.django_db
-def test_log_factory_again_with_a_used_key_and_new_random_values_is_a_conflict() -> None:
+def test_log_factory_again_under_a_used_key_with_new_random_values_conflicts() -> None:
     first = KeyedAccountFactory.create()
     [opened] = events_of(first.log_id)
     key = Log.objects.load(first.log_id)[0].idempotency_key
