@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -18,6 +20,7 @@ from django_eventlog import (
     Reduction,
 )
 from django_eventlog.models import Log
+from django_eventlog.signals import reduced
 from tests.domain import Account, Deposited, Opened
 
 pytestmark = pytest.mark.django_db
@@ -82,3 +85,32 @@ def test_async_errors() -> None:
         LogNotFound,
         InvalidArgument,
     ]
+
+
+def test_areduce_sends_reduced_in_a_worker_thread_outside_the_event_loop() -> None:
+    calls: list[tuple[int, bool]] = []
+
+    def receiver(**kwargs: object) -> None:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            calls.append((threading.get_ident(), False))
+        else:
+            calls.append((threading.get_ident(), True))
+
+    async def scenario() -> int:
+        state = await Log.objects.acreate_log(Opened("ada"), kind="account")
+        await Log.objects.areduce(state.log_id, Account)
+        return threading.get_ident()
+
+    reduced.connect(receiver)
+    try:
+        loop_thread = run(scenario)
+    finally:
+        reduced.disconnect(receiver)
+    [(receiver_thread, in_event_loop)] = calls
+    assert not in_event_loop
+    assert receiver_thread != loop_thread
+    # Thread-sensitive sync_to_async: the thread the ORM calls of this
+    # async_to_sync run use, here the test's.
+    assert receiver_thread == threading.get_ident()

@@ -286,6 +286,21 @@ def test_areduce_inside_a_transaction_waits_for_the_commit(
 
 
 @transactional
+def test_areduce_inside_a_transaction_writes_the_entry_at_the_commit(
+    eventlog_cache: BaseCache,
+) -> None:
+    state = open_account(5)
+    key = cache_key(Balance, state.log_id)
+    with transaction.atomic():
+        Log.objects.append(state, Deposited(1_000))
+        reduction = async_to_sync(Log.objects.areduce)(state.log_id, Balance)
+        assert eventlog_cache.get(key) is None  # not written before it returned
+    assert reduction.aggregate.total == 1_005
+    assert eventlog_cache.get(key) is not None
+    assert Log.objects.reduce(state.log_id, Balance).aggregate.total == 1_005
+
+
+@transactional
 def test_an_entry_is_deleted_once_its_policy_says_no(
     recording: list[tuple[str, str, Any]],
 ) -> None:

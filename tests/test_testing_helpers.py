@@ -215,6 +215,23 @@ def test_log_factory_keys_make_creation_happen_once() -> None:
 
 
 @pytest.mark.django_db
+def test_log_factory_again_under_a_used_key_with_new_random_values_conflicts() -> None:
+    first = KeyedAccountFactory.create()
+    [opened] = events_of(first.log_id)
+    key = Log.objects.load(first.log_id)[0].idempotency_key
+    other = OpenedFactory.build()
+    while other == opened:  # Faker may draw the same name again
+        other = OpenedFactory.build()
+    with pytest.raises(IdempotencyConflict) as conflict:
+        KeyedAccountFactory.create(events=[other], idempotency_key=key)
+    assert conflict.value.log_id == first.log_id
+    with pytest.raises(IdempotentReplay) as replay:
+        KeyedAccountFactory.create(events=[opened], idempotency_key=key)
+    assert (replay.value.log_id, replay.value.event_index) == (first.log_id, 0)
+    assert Log.objects.filter(kind="account").count() == 1
+
+
+@pytest.mark.django_db
 def test_log_factory_without_events_says_so() -> None:
     with pytest.raises(InvalidArgument, match="at least one event"):
         LogFactory.create()
