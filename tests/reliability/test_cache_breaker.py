@@ -254,8 +254,11 @@ def test_caching_resumes_within_one_cool_off_once_redis_answers_on_that_port(
         resumed = time.monotonic() - up
         assert resumed <= cooloff + 0.5
         assert not breaker.is_open
-        # The probe found the new, empty server: a miss, then the write.
-        assert outcomes[-1] == "miss"
+        # Skipped until the cool-off ended; then the probe found the new,
+        # empty server: the read of a reduce (a miss, then its write), or its
+        # write, when the cool-off ended between the two (the reduce's
+        # outcome is then "skipped"). Either way nothing came from the cache.
+        assert outcomes[-1] in {"miss", "skipped"}
         assert set(outcomes[3:-1]) <= {"skipped"}
 
         before = cache_stats()
