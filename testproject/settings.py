@@ -124,3 +124,7 @@ LOGGING = {
 
 # The admin timeline shows a payment's state after each of its events.
 EVENTLOG_ADMIN_AGGREGATES = {"payment": "testproject.payments.events.Payment"}
+
+# `manage.py test`: Django's runner, letting test databases be flushed (the
+# store's triggers refuse it otherwise; see docs/testing.md).
+TEST_RUNNER = "django_eventlog.testing.runner.DiscoverRunner"
