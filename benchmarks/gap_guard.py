@@ -127,6 +127,30 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.timezone.utc)
 
 
+class Writer:
+    """One connection writing one candidate's tables the library's way:
+    ``create`` a log with its event 0, ``append`` the event at an index."""
+
+    conn: Any
+
+    def create(self) -> Any:
+        raise NotImplementedError
+
+    def append(self, log_id: Any, index: int) -> None:
+        raise NotImplementedError
+
+    def logs(self, count: int) -> int:
+        """Write ``count`` logs of EVENTS_PER_LOG events; return the events."""
+        for _ in range(count):
+            log_id = self.create()
+            for index in range(1, EVENTS_PER_LOG):
+                self.append(log_id, index)
+        return count * EVENTS_PER_LOG
+
+    def close(self) -> None:
+        self.conn.close()
+
+
 # PostgreSQL: one schema per candidate, each with a ``log`` and an ``event``.
 
 PG_OURS = """
@@ -280,8 +304,8 @@ def pg_statements(candidate: str) -> PgStatements:
     )
 
 
-class PgWriter:
-    """One connection writing one candidate's tables the library's way."""
+class PgWriter(Writer):
+    """A :class:`Writer` through psycopg, prepared statements, autocommit."""
 
     def __init__(self, conninfo: str, candidate: str, durable: bool = True) -> None:
         self.conn = psycopg.connect(conninfo, autocommit=True)
@@ -303,16 +327,6 @@ class PgWriter:
         cursor = self.conn.execute(self.st.append, params, prepare=True)
         if cursor.rowcount != 1:
             raise SystemExit(f"append of {index} to {log_id} refused")
-
-    def logs(self, count: int) -> int:
-        for _ in range(count):
-            log_id = self.create()
-            for index in range(1, EVENTS_PER_LOG):
-                self.append(log_id, index)
-        return count * EVENTS_PER_LOG
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 # The refusal checks, PostgreSQL and SQLite alike: (label, what each
@@ -694,7 +708,9 @@ def sqlite_setup(path: Path, candidate: str, journal: str) -> None:
             conn.executescript(SQLITE_TRIGGER)
 
 
-class SqliteWriter:
+class SqliteWriter(Writer):
+    """A :class:`Writer` through Python's sqlite3, as Django connects."""
+
     def __init__(
         self, path: Path, candidate: str, journal: str, durable: bool = True
     ) -> None:
@@ -724,16 +740,6 @@ class SqliteWriter:
             cursor = self.conn.execute(SQLITE_INSERT, params)
         if cursor.rowcount != 1:
             raise SystemExit(f"append of {index} to {log_id} refused")
-
-    def logs(self, count: int) -> int:
-        for _ in range(count):
-            log_id = self.create()
-            for index in range(1, EVENTS_PER_LOG):
-                self.append(log_id, index)
-        return count * EVENTS_PER_LOG
-
-    def close(self) -> None:
-        self.conn.close()
 
 
 def sqlite_inserts(conn: sqlite3.Connection, statement: str, params: list[Any]) -> bool:

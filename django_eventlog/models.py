@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 import django
 from django.db import models
 from django.utils import timezone
 
-from .exceptions import ImmutableEvent, ImmutableLog
+from .exceptions import EventLogError, ImmutableEvent, ImmutableLog
 from .sql import LOG_INDEX_CONSTRAINT
 from .store import BaseLogManager
 from .validation import IDEMPOTENCY_KEY_MAX_LENGTH, KIND_MAX_LENGTH
@@ -43,17 +43,49 @@ def uuid7() -> uuid.UUID:
     return uuid.UUID(int=value)
 
 
-class LogQuerySet(models.QuerySet["Log"]):
-    """Logs cannot be updated or deleted in bulk either."""
+class WrittenOnce(models.Model):
+    """A row written once: saving it changed, or deleting it, raises.
+
+    Subclasses say how with :meth:`refused`; their querysets (see
+    :class:`WrittenOnceQuerySet`) refuse the same in bulk, and the database's
+    triggers refuse it to every other writer.
+    """
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise self.refused("changed")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise self.refused("deleted")
+
+    @classmethod
+    def refused(cls, what: str) -> EventLogError:
+        """The error for an attempt to get a row ``what`` ("changed", ...)."""
+        raise NotImplementedError
+
+
+_W = TypeVar("_W", bound=WrittenOnce)
+
+
+class WrittenOnceQuerySet(models.QuerySet[_W]):
+    """Rows written once cannot be updated or deleted in bulk either."""
 
     def update(self, **kwargs: Any) -> int:
-        raise ImmutableLog("Logs cannot be updated.")
+        raise self.model.refused("updated")
 
     def delete(self) -> tuple[int, dict[str, int]]:
-        raise ImmutableLog("Logs cannot be deleted.")
+        raise self.model.refused("deleted")
 
     def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
-        raise ImmutableLog("Logs cannot be updated.")
+        raise self.model.refused("updated")
+
+
+class LogQuerySet(WrittenOnceQuerySet["Log"]):
+    """The queryset of ``Log.objects``."""
 
 
 class LogManager(BaseLogManager["Log"]):
@@ -66,7 +98,7 @@ class LogManager(BaseLogManager["Log"]):
         return LogQuerySet(self.model, using=self._db)
 
 
-class Log(models.Model):
+class Log(WrittenOnce):
     """One entity's event log.
 
     Create logs with ``Log.objects.create_log``. A log's id, kind and creation
@@ -88,26 +120,13 @@ class Log(models.Model):
     def __str__(self) -> str:
         return f"{self.kind} {self.id}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise ImmutableLog("Logs cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise ImmutableLog("Logs cannot be deleted.")
+    @classmethod
+    def refused(cls, what: str) -> EventLogError:
+        return ImmutableLog(f"Logs cannot be {what}.")
 
 
-class EventQuerySet(models.QuerySet["Event"]):
+class EventQuerySet(WrittenOnceQuerySet["Event"]):
     """Events cannot be updated or deleted in bulk either."""
-
-    def update(self, **kwargs: Any) -> int:
-        raise ImmutableEvent("Events are append-only: they cannot be updated.")
-
-    def delete(self) -> tuple[int, dict[str, int]]:
-        raise ImmutableEvent("Events are append-only: they cannot be deleted.")
-
-    def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
-        raise ImmutableEvent("Events are append-only: they cannot be updated.")
 
 
 EventManager = models.Manager.from_queryset(EventQuerySet)
@@ -120,7 +139,7 @@ def _check_constraint(condition: models.Q, name: str) -> models.CheckConstraint:
     return models.CheckConstraint(name=name, **kwargs)
 
 
-class Event(models.Model):
+class Event(WrittenOnce):
     """One immutable event, stored at ``index`` of its log.
 
     Write events with ``Log.objects.create_log`` and ``append``; saving a
@@ -169,10 +188,6 @@ class Event(models.Model):
     def __str__(self) -> str:
         return f"{self.log_id}[{self.index}] {self.type}"
 
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not self._state.adding:
-            raise ImmutableEvent("Events are append-only: they cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
-        raise ImmutableEvent("Events are append-only: they cannot be deleted.")
+    @classmethod
+    def refused(cls, what: str) -> EventLogError:
+        return ImmutableEvent(f"Events are append-only: they cannot be {what}.")

@@ -35,7 +35,7 @@ from typing import Any
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from . import sql
+from . import queries, sql
 
 __all__ = ["LOCK_FUNCTION", "flushing", "register_sqlite_guard", "trigger_problems"]
 
@@ -86,8 +86,6 @@ def trigger_problems(using: str) -> list[tuple[str, str]]:
     migrations create is there and enabled, or on a database without
     triggers.
     """
-    from . import queries
-
     found = queries.triggers(using)
     if found is None:
         return []

@@ -443,33 +443,31 @@ def reported_triggers(out: str) -> list[tuple[str, str, str]]:
     return [(m[2], m[3], m[5]) for m in RESTORE.finditer(out)]
 
 
-def assert_immutable(log_id: uuid.UUID) -> None:
-    for sql in (
-        "UPDATE django_eventlog_event SET type = 'x' WHERE id = %s",
-        "DELETE FROM django_eventlog_event WHERE id = %s",
-    ):
+def assert_refused(match: str, param: Any, *statements: str) -> None:
+    """Each statement, run with ``param``, fails with an error matching ``match``."""
+    for sql in statements:
         with (
-            pytest.raises(DatabaseError, match="events are immutable"),
+            pytest.raises(DatabaseError, match=match),
             transaction.atomic(),
             connection.cursor() as cursor,
         ):
-            cursor.execute(sql, [event_pk(log_id, 0)])
+            cursor.execute(sql, [param])
 
 
 def assert_guarded(log_id: uuid.UUID) -> None:
     """Every trigger's refusal holds again."""
-    assert_immutable(log_id)
-    stored: Any = log_id.hex if connection.vendor == "sqlite" else log_id
-    for sql in (
+    assert_refused(
+        "events are immutable",
+        event_pk(log_id, 0),
+        "UPDATE django_eventlog_event SET type = 'x' WHERE id = %s",
+        "DELETE FROM django_eventlog_event WHERE id = %s",
+    )
+    assert_refused(
+        "logs are immutable",
+        log_id.hex if connection.vendor == "sqlite" else log_id,
         "UPDATE django_eventlog_log SET kind = 'x' WHERE id = %s",
         "DELETE FROM django_eventlog_log WHERE id = %s",
-    ):
-        with (
-            pytest.raises(DatabaseError, match="logs are immutable"),
-            transaction.atomic(),
-            connection.cursor() as cursor,
-        ):
-            cursor.execute(sql, [stored])
+    )
     with (
         pytest.raises(IntegrityError, match="django_eventlog_event_no_gap"),
         transaction.atomic(),
