@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .aggregates import Aggregate, EventRecord, LogState, Reduction
+from .aggregates import Aggregate, Decision, EventRecord, LogState, Reduction
 from .caching import (
     CacheStats,
     cache_stats,
@@ -30,6 +30,7 @@ from .exceptions import (
     ImmutableLog,
     InvalidArgument,
     LogNotFound,
+    StaleState,
     UnknownEventType,
 )
 from .policies import (
@@ -49,6 +50,7 @@ __all__ = [
     "CacheStats",
     "CachingPolicy",
     "ConcurrentAppend",
+    "Decision",
     "DomainEvent",
     "DuplicateEventType",
     "Event",
@@ -69,6 +71,7 @@ __all__ = [
     "LogState",
     "NeverCache",
     "Reduction",
+    "StaleState",
     "UnknownEventType",
     "cache_stats",
     "reset_cache_stats",

@@ -11,7 +11,14 @@ import msgspec
 
 from .events import DomainEvent
 
-__all__ = ["Aggregate", "CachingPolicy", "EventRecord", "LogState", "Reduction"]
+__all__ = [
+    "Aggregate",
+    "CachingPolicy",
+    "Decision",
+    "EventRecord",
+    "LogState",
+    "Reduction",
+]
 
 
 @runtime_checkable
@@ -56,6 +63,11 @@ class Aggregate:
     ``cache_timeout``
         Seconds a cached reduction lives, or None for
         ``EVENTLOG_CACHE_TIMEOUT``.
+    ``kinds``
+        The kinds of log this class reduces, like ``("order",)``, or None
+        (the default) for any. ``reduce``, ``load`` and ``transact`` then
+        answer ``LogNotFound`` for a log of another kind, checked in the
+        query that reads the log (no extra round trip).
 
     To be cached, the state must be encodable by msgspec: a dataclass whose
     fields are typed like event fields is. Other states are never cached.
@@ -65,6 +77,7 @@ class Aggregate:
     aggregate_name: ClassVar[str]
     cache_policy: ClassVar[CachingPolicy | None] = None
     cache_timeout: ClassVar[int | None] = None
+    kinds: ClassVar[tuple[str, ...] | None] = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -144,3 +157,19 @@ class Reduction(LogState, Generic[A]):
     def through_index(self) -> int:
         """Index of the last event applied (-1 when the log has none)."""
         return self.next_index - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision(Generic[A]):
+    """What ``transact`` did: the reduction it decided on, the events it
+    appended (none when the decision was to do nothing) and the log's state
+    after them."""
+
+    reduction: Reduction[A]
+    events: tuple[DomainEvent, ...]
+    state: LogState
+
+    @property
+    def first_index(self) -> int:
+        """The index of the first event appended (``state.next_index`` if none)."""
+        return self.state.next_index - len(self.events)

@@ -146,3 +146,23 @@ class ImmutableEvent(EventLogError):
 class ImmutableLog(EventLogError):
     """Logs cannot be changed or deleted: their id, kind and creation time are
     fixed when they are created (``LogAgePolicy`` decides by the last)."""
+
+
+class StaleState(EventLogError):
+    """The log is not at the state the caller expected: a precondition failed.
+
+    Raised by ``transact`` when ``expected`` (say, the state an ``If-Match``
+    header names) is not the log's current state, before anything is
+    decided or written. ``current`` is the log's state now: show it to the
+    client (``http.problem_for`` answers 412 with its ``ETag``), who fetches
+    the resource again and decides anew.
+    """
+
+    def __init__(self, log_id: UUID, expected_index: int, current_index: int) -> None:
+        self.log_id = log_id
+        self.expected_index = expected_index
+        self.current_index = current_index
+        super().__init__(
+            f"Log {log_id} is at index {current_index}, not at the expected "
+            f"{expected_index}; read it again."
+        )

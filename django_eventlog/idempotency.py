@@ -1,25 +1,28 @@
 """The replay rule: what a write whose idempotency key was already used gets.
 
-A replay is the same request again: an append to the same log of an equal
-event, or a create of the same kind with an equal event 0 (and the same log id
-when the caller chose one). Any other write with a used key is a conflict.
+A replay is the same request again: an append to the same log of equal
+events, or a create of the same kind with an equal event 0 (and the same log
+id when the caller chose one); for a batch, every event of it equal, in order,
+and no more. Any other write with a used key is a conflict.
 Both name the original event. The table of the rule is in
 ``docs/concepts.md`` ("Idempotency"); keep the two alike.
 
 Internal to the package (the manager in :mod:`django_eventlog.store` is its
-only user): :class:`Create` and :func:`key_use`.
+only user): :class:`Create`, :func:`key_use` and :func:`original`.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import NamedTuple
 
 from . import queries
 from .events import DomainEvent, decode_event
 from .exceptions import IdempotencyConflict, IdempotentReplay
+from .sql import Row
 
-__all__ = ["Create", "key_use"]
+__all__ = ["Create", "key_use", "original"]
 
 
 class Create(NamedTuple):
@@ -29,15 +32,26 @@ class Create(NamedTuple):
     log_id: uuid.UUID | None
 
 
+def original(using: str, key: str) -> tuple[uuid.UUID, int] | None:
+    """The log and index of the (first) event stored under ``key``, if any."""
+    found = queries.key_use(using, key)
+    return None if found is None else (found[0], found[2][0][0])
+
+
 def key_use(
-    using: str, key: str, event: DomainEvent, write: uuid.UUID | Create
+    using: str,
+    key: str,
+    events: Sequence[DomainEvent],
+    write: uuid.UUID | Create,
 ) -> IdempotentReplay | IdempotencyConflict | None:
-    """The answer to ``write`` (an append's log id, or a create) of ``event``
-    under ``key``: None when the key is free."""
-    original = queries.key_use(using, key)
-    if original is None:
+    """The answer to ``write`` (an append's log id, or a create) of ``events``
+    under ``key``: None when the key is free. One SELECT."""
+    # One event more than the write's: a longer stored batch is another request.
+    found = queries.key_use(using, key, len(events) + 1)
+    if found is None:
         return None
-    log_id, index, kind, type_name, stored = original
+    log_id, kind, rows = found
+    index = rows[0][0]
     if isinstance(write, Create):
         # An append's key (index > 0) never replays a create: a create also
         # makes the log, which that request did not.
@@ -46,15 +60,32 @@ def key_use(
         )
     else:
         same_request = log_id == write
-    # Compared as typed events: PostgreSQL's jsonb rewrites numbers
-    # (1e23 as 100000000000000000000000), which the event's types undo.
-    if (
-        same_request
-        and type_name == event.type_name
-        and _decodes_to(type_name, stored, event)
-    ):
+    if same_request and _same_batch(rows, events):
         return IdempotentReplay(key, log_id, index)
     return IdempotencyConflict(key, log_id, index)
+
+
+def _same_batch(rows: Sequence[Row], events: Sequence[DomainEvent]) -> bool:
+    """Whether the batch stored in ``rows`` (from the keyed event on, one more
+    than ``events`` if there is one) is ``events``, event by event.
+
+    The key is stored on a batch's first event only; its other events have
+    none and the same ``recorded_at`` (one statement wrote them with one
+    time). So an event right after ``events`` with no key and the first's
+    time means the stored batch was longer: another request.
+    """
+    if len(rows) < len(events):
+        return False
+    for (_, type_name, stored, _, _), event in zip(rows, events, strict=False):
+        # Compared as typed events: PostgreSQL's jsonb rewrites numbers
+        # (1e23 as 100000000000000000000000), which the event's types undo.
+        if type_name != event.type_name or not _decodes_to(type_name, stored, event):
+            return False
+    if len(rows) > len(events):
+        _, _, _, recorded_at, key = rows[len(events)]
+        if key is None and recorded_at == rows[0][3]:
+            return False
+    return True
 
 
 def _decodes_to(type_name: str, stored: str, event: DomainEvent) -> bool:

@@ -4,7 +4,7 @@ Everything that reads events (``load``, ``reduce``, the admin timeline and
 ``eventlog_verify``) gets its rows from the functions below, as
 :data:`~django_eventlog.sql.Row` tuples, and decodes them with
 :mod:`django_eventlog.records`; everything that writes them goes through
-:func:`insert_log` and :func:`insert_event`.
+:func:`insert_log` and :func:`insert_events`.
 
 Internal to the package: import the public API from ``django_eventlog``.
 """
@@ -12,7 +12,7 @@ Internal to the package: import the public API from ``django_eventlog``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterable
+from collections.abc import AsyncIterator, Generator, Iterable, Sequence
 from contextlib import nullcontext
 from datetime import datetime
 from itertools import islice
@@ -28,9 +28,10 @@ from .validation import INDEX_MAX
 __all__ = [
     "achunks",
     "event_exists",
-    "insert_event",
+    "insert_events",
     "insert_log",
     "key_use",
+    "kind_page",
     "log_kinds",
     "page_rows",
     "previous_page_start",
@@ -46,19 +47,25 @@ def _event_params(
     connection: BaseDatabaseWrapper,
     log_id: uuid.UUID,
     index: int,
-    type_name: str,
-    payload: str,
+    events: Sequence[tuple[str, str]],
     recorded_at: datetime,
     key: str | None,
 ) -> list[Any]:
-    return [
-        db_uuid(log_id, connection),
-        index,
-        type_name,
-        payload,
-        connection.ops.adapt_datetimefield_value(recorded_at),
-        key,
-    ]
+    """The parameters of ``events`` (type, payload) from ``index`` on; the key
+    goes on the first, which names the batch."""
+    db_log_id = db_uuid(log_id, connection)
+    db_recorded_at = connection.ops.adapt_datetimefield_value(recorded_at)
+    params: list[Any] = []
+    for offset, (type_name, payload) in enumerate(events):
+        params += [
+            db_log_id,
+            index + offset,
+            type_name,
+            payload,
+            db_recorded_at,
+            key if offset == 0 else None,
+        ]
+    return params
 
 
 def _savepoint(connection: BaseDatabaseWrapper) -> Any:
@@ -73,12 +80,12 @@ def insert_log(
     using: str,
     log_id: uuid.UUID,
     kind: str,
-    type_name: str,
-    payload: str,
+    events: Sequence[tuple[str, str]],
     now: datetime,
     key: str | None,
 ) -> None:
-    """Insert a log and its event 0, together or not at all."""
+    """Insert a log and its ``events`` (type, payload) from index 0, together
+    or not at all."""
     connection = connections[using]
     sql = statements(connection)
     log_params = [
@@ -86,31 +93,32 @@ def insert_log(
         kind,
         connection.ops.adapt_datetimefield_value(now),
     ]
-    event_params = _event_params(connection, log_id, 0, type_name, payload, now, key)
-    if sql.create_log is None:
+    event_params = _event_params(connection, log_id, 0, events, now, key)
+    create_log = sql.create_log_with(len(events))
+    if create_log is None:
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(sql.insert_log, log_params)
-            cursor.execute(sql.insert_event, event_params)
+            cursor.execute(sql.insert_events(len(events)), event_params)
         return
     # One statement, atomic by itself: no BEGIN and COMMIT round trips.
     with _savepoint(connection), connection.cursor() as cursor:
-        cursor.execute(sql.create_log, log_params + event_params)
+        cursor.execute(create_log, log_params + event_params)
 
 
-def insert_event(
+def insert_events(
     using: str,
     log_id: uuid.UUID,
     index: int,
-    type_name: str,
-    payload: str,
+    events: Sequence[tuple[str, str]],
     now: datetime,
     key: str | None,
 ) -> bool:
-    """Insert an event at ``index``; False when the database refuses it because
-    the event before it (at index 0: the log) does not exist."""
+    """Insert ``events`` (type, payload) from ``index`` on, in one statement;
+    False when the database refuses them because the event before the first
+    (at index 0: the log) does not exist."""
     connection = connections[using]
-    query = statements(connection).insert_event
-    params = _event_params(connection, log_id, index, type_name, payload, now, key)
+    query = statements(connection).insert_events(len(events))
+    params = _event_params(connection, log_id, index, events, now, key)
     try:
         with _savepoint(connection), connection.cursor() as cursor:
             cursor.execute(query, params)
@@ -122,18 +130,21 @@ def insert_event(
     return True
 
 
-def key_use(using: str, key: str) -> tuple[uuid.UUID, int, str, str, str] | None:
-    """The log, index, log kind, type and payload of the event under ``key``."""
+def key_use(
+    using: str, key: str, count: int = 1
+) -> tuple[uuid.UUID, str, list[Row]] | None:
+    """The log of the event under ``key``, the log's kind, and up to ``count``
+    events of that log from that event on (the first is the keyed one)."""
     connection = connections[using]
     with connection.cursor() as cursor:
-        cursor.execute(statements(connection).select_key_use, [key])
-        row = cursor.fetchone()
-    if row is None:
+        cursor.execute(statements(connection).select_key_use, [key, count])
+        rows = cursor.fetchall()
+    if not rows:
         return None
-    log_id, index, kind, type_name, payload = row
+    log_id, kind = rows[0][0], rows[0][2]
     if not isinstance(log_id, uuid.UUID):
         log_id = uuid.UUID(log_id)
-    return log_id, index, kind, type_name, payload
+    return log_id, kind, [(row[1], *row[3:]) for row in rows]
 
 
 def event_exists(using: str, log_id: uuid.UUID, index: int) -> bool:
@@ -185,6 +196,24 @@ def page_rows(
         return cast("list[Row]", cursor.fetchall())
 
 
+def kind_page(
+    using: str, log_id: uuid.UUID, start: int, limit: int
+) -> tuple[str | None, list[Row]]:
+    """The log's kind (None: no such log) and up to ``limit`` of its events from
+    index ``start`` on, in one round trip."""
+    connection = connections[using]
+    params = [min(start, INDEX_MAX + 1), db_uuid(log_id, connection), limit]
+    with connection.cursor() as cursor:
+        cursor.execute(statements(connection).select_kind_page, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return None, []
+    kind = rows[0][0]
+    if rows[0][1] is None:  # the log, without events from ``start`` on
+        return kind, []
+    return kind, [cast(Row, tuple(row[1:])) for row in rows]
+
+
 def previous_page_start(
     using: str,
     log_id: uuid.UUID,
@@ -217,6 +246,7 @@ def stream_rows(
     chunk_size: int,
     *,
     through: int | None = None,
+    first: list[Row] | None = None,
 ) -> Generator[Row]:
     """The log's events from index ``start`` on (to ``through``, if given),
     ``chunk_size`` rows at a time.
@@ -228,10 +258,12 @@ def stream_rows(
     does). Events are immutable and contiguous, so the two statements cannot
     disagree: the second one only sees more events, never other ones. With
     ``through`` (a range known to be wanted whole) every row streams from
-    the one cursor.
+    the one cursor. ``first``: that first chunk, already read (by
+    :func:`kind_page`).
     """
     if through is None:
-        first = page_rows(using, log_id, start, chunk_size)
+        if first is None:
+            first = page_rows(using, log_id, start, chunk_size)
         yield from first
         if len(first) < chunk_size:
             return

@@ -89,9 +89,10 @@ class Statements:
             f"INSERT INTO {log_table} ({qn('id')}, {qn('kind')}, {qn('created_at')}) "
             "VALUES (%s, %s, %s)"
         )
-        self.insert_event = f"INSERT INTO {event_table} ({columns}) VALUES ({values})"
+        self._columns, self._values = columns, values
+        self.insert_event = self.insert_events(1)
         #: PostgreSQL: the log and its first event in one statement (a
-        #: data-modifying CTE, which SQLite lacks).
+        #: data-modifying CTE, which SQLite lacks); see :meth:`create_log_with`.
         self.create_log: str | None = None
         if postgresql:
             self.create_log = (
@@ -128,12 +129,30 @@ class Statements:
             f"AND {index} >= %s AND {index} <= %s ORDER BY {index}"
         )
         self.select_page = self.page(descending=False, typed=False)
-        # The event holding a key and its log's kind: what a write that found
-        # the key used compares itself with (the replay rule, in store.py).
+        # The event holding a key, its log's kind and the events from it on:
+        # what a write that found the key used compares itself with (the
+        # replay rule, in idempotency.py), a batch whole. Parameters: key,
+        # the most events to return.
+        b = {name: f"e.{bare(name)}" for name in _EVENT_FIELDS}
+        e_payload = f"{b['payload']}::text" if postgresql else b["payload"]
         self.select_key_use = (
-            f"SELECT {log}, {index}, {log_table}.{self.log_kind_col}, {type_}, "
-            f"{payload} FROM {event_table} JOIN {log_table} "
-            f"ON {log_table}.{self.log_id_col} = {log} WHERE {key} = %s"
+            f"SELECT {b['log']}, {b['index']}, l.{self.log_kind_col}, "
+            f"{b['type']}, {e_payload}, {b['recorded_at']}, {b['idempotency_key']} "
+            f"FROM {event_table} k JOIN {log_table} l "
+            f"ON l.{self.log_id_col} = k.{bare('log')} "
+            f"JOIN {event_table} e ON {b['log']} = k.{bare('log')} "
+            f"AND {b['index']} >= k.{bare('index')} "
+            f"WHERE k.{bare('idempotency_key')} = %s ORDER BY {b['index']} LIMIT %s"
+        )
+        # A page of one log with the log's kind, in one statement: a row with
+        # the kind and no event when the log has no event from that index on,
+        # no row at all when there is no such log. Parameters: first index,
+        # log id, limit.
+        self.select_kind_page = (
+            f"SELECT {log_table}.{self.log_kind_col}, {self.selected} "
+            f"FROM {log_table} LEFT JOIN {event_table} "
+            f"ON {log} = {log_table}.{self.log_id_col} AND {index} >= %s "
+            f"WHERE {log_table}.{self.log_id_col} = %s ORDER BY {index} LIMIT %s"
         )
         self.select_event_exists = (
             f"SELECT 1 FROM {event_table} "
@@ -172,6 +191,36 @@ class Statements:
                 "SELECT name, 1 FROM sqlite_master "
                 "WHERE type = 'trigger' AND tbl_name IN (%s, %s)"
             )
+
+    @functools.cache  # noqa: B019 (one instance per alias, kept for good)
+    def insert_events(self, count: int) -> str:
+        """Insert ``count`` events, in the order given, in one statement.
+
+        Parameters: log id, index, type, payload, recorded_at, key, per event.
+        The no-gap trigger fires per row and sees the rows inserted before it
+        by the same statement, so a batch's events follow one another.
+        """
+        rows = ", ".join([f"({self._values})"] * count)
+        return f"INSERT INTO {self.event_table} ({self._columns}) VALUES {rows}"
+
+    @functools.cache  # noqa: B019 (one instance per alias, kept for good)
+    def create_log_with(self, count: int) -> str | None:
+        """PostgreSQL: a log and its first ``count`` events in one statement
+        (None elsewhere). Parameters: as :attr:`insert_log`, then as
+        :meth:`insert_events`.
+        """
+        if self.create_log is None or count == 1:
+            return self.create_log
+        columns = [f"c{i}" for i in range(len(_EVENT_FIELDS))]
+        rows = ", ".join([f"({self._values})"] * count)
+        # Selected FROM new_log, so the log row is inserted before its events
+        # (its RETURNING feeds them), and in index order for the trigger.
+        return (
+            f"WITH new_log AS ({self.insert_log} RETURNING {self.log_id_col}) "
+            f"INSERT INTO {self.event_table} ({self._columns}) "
+            f"SELECT {', '.join(f'v.{c}' for c in columns)} FROM new_log "
+            f"CROSS JOIN (VALUES {rows}) AS v({', '.join(columns)}) ORDER BY v.c1"
+        )
 
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)
     def page(self, *, descending: bool, typed: bool, clipped: bool = False) -> str:

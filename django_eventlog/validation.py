@@ -12,18 +12,22 @@ Internal to the package: import the public API from ``django_eventlog``.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from .aggregates import Aggregate, LogState
+from .events import DomainEvent
 from .exceptions import InvalidArgument
 
 __all__ = [
+    "EVENTS_PER_WRITE_MAX",
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "INDEX_MAX",
     "KIND_MAX_LENGTH",
     "check_aggregate_class",
+    "check_events",
     "check_int",
     "check_key",
+    "check_kinds",
     "check_page",
     "check_state",
     "check_text",
@@ -35,6 +39,9 @@ KIND_MAX_LENGTH = 100
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
 #: The largest index the events table holds (a 32-bit integer column).
 INDEX_MAX = 2**31 - 1
+#: The most events one create_log or append writes (one statement; six
+#: parameters an event stay under SQLite's historical limit of 999).
+EVENTS_PER_WRITE_MAX = 100
 
 
 def parse_log_id(value: object) -> uuid.UUID:
@@ -102,6 +109,38 @@ def check_state(state: object) -> tuple[uuid.UUID, int]:
     if index > INDEX_MAX:
         raise InvalidArgument(f"next_index may be at most {INDEX_MAX}, got {index}.")
     return log_id, index
+
+
+def check_events(events: object) -> tuple[DomainEvent, ...]:
+    """Return the events of a write: one event, or a list or tuple of 1 to
+    ``EVENTS_PER_WRITE_MAX``. Each is checked when it is encoded, which
+    refuses anything but a ``DomainEvent`` with ``EventEncodingError``."""
+    if isinstance(events, (list, tuple)):
+        if not 0 < len(events) <= EVENTS_PER_WRITE_MAX:
+            raise InvalidArgument(
+                f"A write holds 1 to {EVENTS_PER_WRITE_MAX} events, got {len(events)}."
+            )
+        return tuple(events)
+    return (cast(DomainEvent, events),)
+
+
+def check_kinds(
+    kind: object, aggregate_class: type[Aggregate]
+) -> frozenset[str] | None:
+    """The kinds of log a reduce accepts: ``kind`` if given, else the class's
+    ``kinds``; None for any."""
+    if kind is not None:
+        return frozenset([check_text("kind", kind, KIND_MAX_LENGTH)])
+    kinds = aggregate_class.kinds
+    if kinds is None:
+        return None
+    name = f"{aggregate_class.__qualname__}.kinds"
+    if not isinstance(kinds, (tuple, list, frozenset, set)) or not kinds:
+        raise InvalidArgument(
+            f'{name} must be a non-empty tuple of kinds, like ("order",), '
+            f"or None; got {kinds!r}."
+        )
+    return frozenset(check_text(name, k, KIND_MAX_LENGTH) for k in kinds)
 
 
 def check_page(start: object, limit: object, *, maximum: int) -> tuple[int, int]:

@@ -57,14 +57,14 @@ def resolve(module: str, names: list[str], known: dict[str, Path]) -> set[str]:
 def test_the_rules_see_the_library() -> None:
     known = modules()
     assert {"django_eventlog.store", "django_eventlog.models"} <= set(known)
-    store_imports = {
+    writes_imports = {
         target
         for module, names, _ in imports(
-            "django_eventlog.store", known["django_eventlog.store"]
+            "django_eventlog.writes", known["django_eventlog.writes"]
         )
         for target in resolve(module, names, known)
     }
-    assert "django_eventlog.sql" in store_imports
+    assert "django_eventlog.sql" in writes_imports
 
 
 def test_no_module_imports_a_private_name_of_another() -> None:
