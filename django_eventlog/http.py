@@ -10,24 +10,32 @@
 - :func:`json_api` makes a view answer a problem for every failure, and
   handles CSRF the way Django REST framework's session authentication does.
 
-Example, appending on ``POST /payments/<id>/captures/``::
+Example, appending on ``POST /payments/<id>/captures/`` with
+:meth:`~django_eventlog.store.BaseLogManager.transact`::
 
+    @http.json_api(methods=["POST"])
     def capture(request, payment_id):
+        key = http.idempotency_key(request, prefix=f"capture:{payment_id}:")
+        expected = http.if_match_state(request, payment_id)
+        event = Captured(...from http.json_body(request)...)
+
+        def decide(payment: Payment) -> Captured:
+            payment.check(event)  # raises the app's own rule error
+            return event
+
         try:
-            reduction = Log.objects.reduce(payment_id, Payment)
-            key = http.idempotency_key(request)
-            expected = http.if_match_state(request, payment_id)
-            if expected is not None and expected.next_index != reduction.next_index:
-                return http.precondition_failed(reduction)
-            ...validate the body, check the business rules on reduction.aggregate...
-            state = Log.objects.append(reduction, Captured(...), idempotency_key=key)
-        except http.PreconditionFailed:
-            return http.precondition_failed(reduction)
-        except EventLogError as e:
-            return http.problem_for(e)
+            done = Log.objects.transact(
+                payment_id, Payment, decide, expected=expected, idempotency_key=key
+            )
+        except IdempotentReplay as replay:
+            ...answer the original outcome (replay.log_id, replay.event_index)...
         response = JsonResponse(..., status=201)
-        response["ETag"] = http.etag(state)
+        response["ETag"] = http.etag(done.state)
         return response
+
+``json_api`` answers every library error as :func:`problem_for` says: a
+stale ``If-Match`` (``StaleState``) is 412 with the current ``ETag``, a
+missing or foreign payment 404, a race lost on every attempt 409.
 """
 
 from __future__ import annotations
@@ -59,6 +67,7 @@ from .exceptions import (
     IdempotentReplay,
     InvalidArgument,
     LogNotFound,
+    StaleState,
 )
 from .validation import IDEMPOTENCY_KEY_MAX_LENGTH, parse_log_id
 
@@ -335,6 +344,8 @@ def problem_for(error: EventLogError) -> JsonResponse:
     """
     if isinstance(error, BadRequest):
         return problem(400, "Bad Request", str(error))
+    if isinstance(error, StaleState):
+        return precondition_failed(LogState(error.log_id, error.current_index))
     if isinstance(error, PreconditionFailed):
         return problem(
             412,

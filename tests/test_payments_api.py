@@ -18,7 +18,7 @@ from django.contrib.auth import authenticate, get_user_model
 from django.core.management import call_command
 from django.test import Client
 
-from django_eventlog import Event, Log, LogState, Reduction
+from django_eventlog import Event, Log, LogState
 from testproject.payments import gateway, views
 from testproject.payments.events import (
     Authorized,
@@ -683,17 +683,19 @@ def test_write_key_reused_for_another_body_is_422(client: Client) -> None:
 
 def racing_writer(monkeypatch: pytest.MonkeyPatch, races: int) -> list[LogState]:
     """Make another writer append a capture of 1 right after each of the next
-    ``races`` reductions of the views, so that their append loses the race."""
-    real_reduce = views._reduce
+    ``races`` reductions of payments (the views' and transact's), so that
+    their append loses the race."""
+    manager = type(Log.objects)
+    real_reduce = manager.reduce
     appended: list[LogState] = []
 
-    def racing_reduce(payment_id: uuid.UUID) -> Reduction[Payment]:
-        reduction = real_reduce(payment_id)
-        if len(appended) < races:
+    def racing_reduce(self: Any, log_id: Any, aggregate_class: Any, **kw: Any) -> Any:
+        reduction = real_reduce(self, log_id, aggregate_class, **kw)
+        if aggregate_class is Payment and len(appended) < races:
             appended.append(Log.objects.append(reduction, Captured(1, "RACER")))
         return reduction
 
-    monkeypatch.setattr(views, "_reduce", racing_reduce)
+    monkeypatch.setattr(manager, "reduce", racing_reduce)
     return appended
 
 

@@ -54,6 +54,9 @@ class PaymentRefused(Exception):
 class Payment(Aggregate):
     """The state of a payment, reduced from its events."""
 
+    # reduce() answers LogNotFound for a log of another kind.
+    kinds = ("payment",)
+
     request: PaymentRequest | None = None
     amount_approved: int = 0
     amount_captured: int = 0

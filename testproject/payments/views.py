@@ -3,18 +3,20 @@
 Every write reduces the payment once and answers from that reduction:
 
 1. Reduce the payment the URL names (the library parses the id: a
-   malformed, unknown or foreign one is 404).
+   malformed, unknown or foreign one is 404; ``Payment.kinds`` makes a log
+   of another kind "not found" in the same query).
 2. Read the headers before the body: a malformed Idempotency-Key is 400, an
    If-Match naming no strong ETag of the payment 412. Then validate the body.
-3. Check the Idempotency-Key: a retry is answered with the original event
-   and the payment as reduced, whatever the rules now say.
-4. With If-Match, the client's ETag must be the reduction's (else 412).
-5. Check the payment's rules (``Payment.check``) on the aggregate.
-6. Append, with the reduction as the log state. A write that loses the race
-   is 412 with If-Match; without it, it reduces again and goes back to 4, a
-   few times.
-7. Answer with the appended event (one row loaded, for its stored time) and
-   the payment: that event folded into the reduction held, not reduced again.
+3. ``Log.objects.transact`` does the rest, starting from that reduction: a
+   used Idempotency-Key is answered first (a retry gets the original event
+   and the payment, whatever the rules now say); an If-Match state that is
+   not the payment's is 412 with the current ETag (``StaleState``, answered
+   by ``json_api``); the payment's rules (``Payment.check``) decide; the
+   event is appended, and a write that loses the race reduces again and
+   decides again, a few times, before 409.
+4. Answer with the appended event (one row loaded, for its stored time) and
+   the payment: that event folded into the reduction decided on, not
+   reduced again.
 
 A create is the same after ``create_log``: reduce, ask the gateway, append
 its decision, answer with the decision folded in.
@@ -43,7 +45,6 @@ from django_eventlog import (
     IdempotentReplay,
     InvalidArgument,
     Log,
-    LogNotFound,
     Reduction,
     http,
 )
@@ -132,11 +133,7 @@ def _reduce(payment_id: uuid.UUID | str) -> Reduction[Payment]:
     A malformed id, an unknown log and a log of another kind are all 404.
     """
     with _malformed_id_is_404():
-        reduction = Log.objects.reduce(payment_id, Payment)
-    if reduction.aggregate.request is None:
-        # A log of another kind: not a payment.
-        raise LogNotFound(reduction.log_id)
-    return reduction
+        return Log.objects.reduce(payment_id, Payment)  # Payment.kinds: payments
 
 
 def _event_and_payment(
@@ -288,34 +285,31 @@ def _write(
         event = parse(http.json_body(request))
     except Invalid as e:
         return _invalid(e)
-    if key is not None:
-        # Before the rules: a retry is answered even when they would now
-        # refuse it (the original capture took what was capturable).
-        try:
-            Log.objects.check_idempotency_key(key, event, log_id=log_id)
-        except IdempotentReplay as replay:
-            return _event_response(reduction, replay.event_index, replayed=True)
-    for attempt in range(MAX_ATTEMPTS):
-        if attempt:
-            reduction = _reduce(log_id)  # the last append lost a race
-        if expected is not None and expected.next_index != reduction.next_index:
-            return http.precondition_failed(reduction)
-        try:
-            reduction.aggregate.check(event)
-        except PaymentRefused as refused:
-            return _invalid(Invalid(refused.reason))
-        try:
-            state = Log.objects.append(reduction, event, idempotency_key=key)
-        except ConcurrentAppend:
-            if expected is not None:
-                return http.precondition_failed(_reduce(log_id))
-            continue
-        except IdempotentReplay as replay:  # a concurrent retry of this request
-            return _event_response(reduction, replay.event_index, replayed=True)
-        return _event_response(reduction, state.next_index - 1)
-    return http.problem(
-        409, "Conflict", "The payment kept changing concurrently; try again."
-    )
+
+    def decide(payment: Payment) -> Captured | Refunded:
+        payment.check(event)
+        return event
+
+    try:
+        done = Log.objects.transact(
+            log_id,
+            Payment,
+            decide,
+            expected=expected,
+            idempotency_key=key,
+            attempts=MAX_ATTEMPTS,
+            reduction=reduction,
+        )
+    except IdempotentReplay as replay:
+        # A retry, answered even when the rules would now refuse it.
+        return _event_response(reduction, replay.event_index, replayed=True)
+    except PaymentRefused as refused:
+        return _invalid(Invalid(refused.reason))
+    except ConcurrentAppend:
+        return http.problem(
+            409, "Conflict", "The payment kept changing concurrently; try again."
+        )
+    return _event_response(done.reduction, done.first_index)
 
 
 def _event_response(
@@ -377,22 +371,15 @@ def events(request: HttpRequest, payment_id: str) -> HttpResponse:
     """GET /api/payments/<id>/events/?start=&limit=: a page of events."""
     start = _query_int(request, "start", 0, 0, 2**31 - 1)
     limit = _query_int(request, "limit", EVENTS_PAGE_SIZE, 1, EVENTS_MAX_PAGE_SIZE)
-    # load parses the id (the library is its one home), so it comes before
-    # the kind check. One more than the page tells whether a next page exists.
+    # load parses the id (the library is its one home) and answers
+    # LogNotFound for a log of another kind, in the query that reads the page.
+    # One more than the page tells whether a next page exists.
     with _malformed_id_is_404():
         records: list[EventRecord] = Log.objects.load(
-            payment_id, start=start, limit=limit + 1
+            payment_id, start=start, limit=limit + 1, kind="payment"
         )
-    # load accepted the id; the row gives it back as a UUID for the next link.
-    log_id = (
-        Log.objects.filter(pk=payment_id, kind="payment")
-        .values_list("id", flat=True)
-        .first()
-    )
-    if log_id is None:  # a log of another kind: not a payment
-        raise Http404("No such payment.")
     next_url = (
-        _events_url(log_id, records[limit].index, limit)
+        f"{request.path}?start={records[limit].index}&limit={limit}"
         if len(records) > limit
         else None
     )
