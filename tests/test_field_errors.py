@@ -348,3 +348,19 @@ def test_a_json_api_view_gets_the_event_of_a_valid_body(client: Client) -> None:
     )
     assert response.status_code == 201
     assert json.loads(response.content) == {"amount": 7}
+
+
+class Tally(DomainEvent):
+    type_name = "tests.field_errors.tally"
+    by_day: dict[int, int]
+
+
+def test_json_event_names_the_dict_of_a_key_that_does_not_fit(
+    rf: RequestFactory,
+) -> None:
+    assert http.json_event(post(rf, b'{"by_day": {"1": 2}}'), Tally) == Tally({1: 2})
+    with pytest.raises(EventEncodingError) as info:
+        http.json_event(post(rf, b'{"by_day": {"monday": 2}}'), Tally)
+    error = info.value
+    assert (error.path, error.pointer) == ("$.by_day", "/by_day")
+    assert error.reason == "Expected `int`, got `str` (a key)"
