@@ -7,7 +7,8 @@ declared field types in one pass (see ``benchmarks/event_codec.py``).
 Internal to the package (:mod:`django_eventlog.records` is their user):
 :func:`event_decoder`, the raw decoder of one type for the hot loop of
 reduce, and :data:`DECODE_ERRORS`, what it raises for a payload that does
-not fit its class.
+not fit its class; :func:`event_from_json`, the decoder of JSON input
+(:func:`django_eventlog.http.json_event` is its user).
 """
 
 from __future__ import annotations
@@ -172,9 +173,29 @@ _ENCODE_ERRORS = (
 
 
 def _unstorable(cls: type[DomainEvent], error: Exception) -> EventEncodingError:
-    return EventEncodingError(
-        f"{cls.__qualname__} event cannot be stored as JSON: {error!r}"
-    )
+    message = f"{cls.__qualname__} event cannot be stored as JSON: {error!r}"
+    if isinstance(error, msgspec.ValidationError):
+        return _misfit(message, error)
+    return EventEncodingError(message)
+
+
+# Where msgspec says a value is: "... - at `$.a[0]`", or "... - at `key` in
+# `$.a`" for a dict key; without either, the value is the whole document.
+_AT = re.compile(r" - at (`key` in )?`(\$[^`]*)`\Z")
+_MISSING = re.compile(r"Object missing required field `([^`]+)`")
+
+
+def _misfit(message: str, error: msgspec.ValidationError) -> EventEncodingError:
+    """The error for a value that does not fit its declared type, with its
+    path and msgspec's reason: a missing field's path names the field."""
+    reason, path = str(error), "$"
+    if at := _AT.search(reason):
+        reason, path = reason[: at.start()], at[2]
+        if at[1]:
+            reason += " (a key)"
+    if missing := _MISSING.fullmatch(reason):
+        path += f".{missing[1]}"
+    return EventEncodingError(message, path=path, reason=reason)
 
 
 def _least_size(event: DomainEvent) -> int:
@@ -205,6 +226,19 @@ def decode_event(type_name: str, payload: str | bytes) -> DomainEvent:
         return decode(payload)
     except DECODE_ERRORS as e:
         raise EventDecodingError(type_name, str(e)) from e
+
+
+def event_from_json(cls: type[_E], data: str | bytes) -> _E:
+    """Decode JSON input into an event of ``cls``, as stored JSON is decoded.
+
+    Raises :class:`EventEncodingError` naming the first value that does not
+    fit the class, and ``msgspec.DecodeError`` (a ``ValueError``) for text
+    that is not JSON.
+    """
+    try:
+        return _decoder(cls).decode(data)
+    except msgspec.ValidationError as e:
+        raise _misfit(f"The JSON does not fit {cls.__qualname__}: {e}", e) from e
 
 
 def event_decoder(type_name: str) -> Callable[[str | bytes], DomainEvent]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from uuid import UUID
 
 
@@ -14,11 +15,45 @@ class InvalidArgument(EventLogError, ValueError, TypeError):
 
 
 class EventEncodingError(EventLogError, ValueError):
-    """An event cannot be stored as JSON that decodes back to an equal event.
+    """An event cannot be stored as JSON that decodes back to an equal event,
+    or JSON input does not fit an event class.
 
     Raised before anything is written. Fix the event's field values or its
-    declared field types.
+    declared field types, or, for input, answer the client that sent it.
+    When the value at fault has a known place (a value of the wrong type, a
+    missing field, a failed ``msgspec.Meta`` constraint), ``path`` names it
+    the way msgspec does (``$.lines[0].quantity``), ``pointer`` as an RFC
+    6901 JSON Pointer (``/lines/0/quantity``), and ``reason`` says what is
+    wrong there (``Expected `int`, got `str```). Otherwise ``path`` and
+    ``pointer`` are None and ``reason`` is the message.
     """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, reason: str | None = None
+    ) -> None:
+        self.path = path
+        self.pointer = None if path is None else _json_pointer(path)
+        self.reason = message if reason is None else reason
+        super().__init__(message)
+
+
+# One step of a msgspec path: a field (.name), an index ([0]), or a dict's
+# value ([...], whose key msgspec does not give).
+_PATH_STEP = re.compile(r"\.([^.\[]+)|\[(\d+)\]|\[\.\.\.\]")
+
+
+def _json_pointer(path: str) -> str:
+    """Return the JSON Pointer of a msgspec path (``$.a[0]``: ``/a/0``).
+
+    A value in a dict is named by the dict: msgspec does not give its key.
+    """
+    pointer = ""
+    for step in _PATH_STEP.finditer(path, 1):
+        if step[0] == "[...]":
+            break
+        token = step[1] if step[2] is None else step[2]
+        pointer += "/" + token.replace("~", "~0").replace("/", "~1")
+    return pointer
 
 
 class ConcurrentAppend(EventLogError):

@@ -5,6 +5,8 @@
 - :func:`etag` and :func:`if_match_state` turn a :class:`LogState` into an
   ``ETag`` and an ``If-Match`` header back into the state a write expects, for
   optimistic concurrency over HTTP (RFC 9110, 412 Precondition Failed).
+- :func:`json_event` reads a JSON request body into an event class, which
+  validates it: a value that does not fit is named by a JSON Pointer.
 - :func:`problem` and :func:`problem_for` answer RFC 9457 problem details
   (``application/problem+json``), the latter for the library's errors.
 - :func:`json_api` makes a view answer a problem for every failure, and
@@ -46,7 +48,8 @@ import logging
 import re
 import uuid
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import quote
 
 from django.core.exceptions import (
     PermissionDenied,
@@ -59,6 +62,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.utils.log import log_response
 
 from .aggregates import LogState
+from .events import DECODE_ERRORS, DomainEvent, event_from_json
 from .exceptions import (
     ConcurrentAppend,
     EventEncodingError,
@@ -82,6 +86,7 @@ __all__ = [
     "if_match_state",
     "json_api",
     "json_body",
+    "json_event",
     "precondition_failed",
     "problem",
     "problem_for",
@@ -107,6 +112,9 @@ _MEMBER = r'[ \t]*(?:"(?:[^"\\]|\\.)*"|[^",]*)[ \t]*'
 _LIST = re.compile(rf"{_MEMBER}(?:,{_MEMBER})+")
 # A strong ETag of etag(): a weak one (W/"...") never matches for If-Match.
 _ETAG = re.compile(r'"([0-9a-f]{32})\.(\d{1,18})"')
+# Kept unescaped in a URI fragment (RFC 3986), besides letters, digits, -._~
+_FRAGMENT_SAFE = "/?:@!$&'()*+,;="
+_E = TypeVar("_E", bound=DomainEvent)
 
 
 class BadRequest(EventLogError, ValueError):
@@ -147,6 +155,23 @@ def json_body(request: HttpRequest) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise BadRequest("The body must be a JSON object.")
     return body
+
+
+def json_event(request: HttpRequest, event_class: type[_E]) -> _E:
+    """Return the request's JSON object body as an event of ``event_class``.
+
+    The class validates the body, decoded strictly as stored events are
+    (``"3"`` is no ``int``; undeclared fields are ignored). Raises
+    :class:`BadRequest` as :func:`json_body` does, and
+    :class:`EventEncodingError` naming the first value that does not fit,
+    which :func:`problem_for` answers with 422 and an ``errors`` member.
+    """
+    json_body(request)
+    try:
+        return event_from_json(event_class, request.body)
+    except DECODE_ERRORS:
+        # JSON that Python's parser takes and msgspec's does not (NaN).
+        raise BadRequest("The body is not valid JSON.") from None
 
 
 def json_api(
@@ -339,6 +364,8 @@ def precondition_failed(current: LogState) -> JsonResponse:
 def problem_for(error: EventLogError) -> JsonResponse:
     """Answer the problem details that a library error means for a client.
 
+    An :class:`EventEncodingError` with a ``pointer`` answers 422 and
+    ``"errors": [{"pointer": "#/amount", "detail": reason}]``; one without, 400.
     ``IdempotentReplay`` is not an error for the client: answer the original
     outcome instead, and call this only for the others.
     """
@@ -362,6 +389,12 @@ def problem_for(error: EventLogError) -> JsonResponse:
         )
     if isinstance(error, ConcurrentAppend):
         return problem(409, "Conflict", "The resource changed concurrently; try again.")
+    if isinstance(error, EventEncodingError) and error.pointer is not None:
+        # As RFC 9457's example: the pointer a URI fragment ("#/age").
+        pointer = "#" + quote(error.pointer, safe=_FRAGMENT_SAFE)
+        errors = [{"pointer": pointer, "detail": error.reason}]
+        detail = "The request has invalid values."
+        return problem(422, "Unprocessable Content", detail, errors=errors)
     if isinstance(error, (InvalidArgument, EventEncodingError)):
         return problem(400, "Bad Request", "The request has invalid values.")
     if isinstance(error, IdempotentReplay):
