@@ -71,21 +71,24 @@ def _same_batch(rows: Sequence[Row], events: Sequence[DomainEvent]) -> bool:
 
     The key is stored on a batch's first event only; its other events have
     none and the same ``recorded_at`` (one statement wrote them with one
-    time). So an event right after ``events`` with no key and the first's
-    time means the stored batch was longer: another request.
+    time). So the stored batch is the keyed row and the rows after it with
+    no key and its time: it must have as many events as ``events``, and
+    equal ones.
     """
-    if len(rows) < len(events):
+    recorded_at = rows[0][3]
+    batch = [rows[0]]
+    for row in rows[1:]:
+        if row[4] is not None or row[3] != recorded_at:
+            break
+        batch.append(row)
+    if len(batch) != len(events):
         return False
-    for (_, type_name, stored, _, _), event in zip(rows, events, strict=False):
-        # Compared as typed events: PostgreSQL's jsonb rewrites numbers
-        # (1e23 as 100000000000000000000000), which the event's types undo.
-        if type_name != event.type_name or not _decodes_to(type_name, stored, event):
-            return False
-    if len(rows) > len(events):
-        _, _, _, recorded_at, key = rows[len(events)]
-        if key is None and recorded_at == rows[0][3]:
-            return False
-    return True
+    # Compared as typed events: PostgreSQL's jsonb rewrites numbers
+    # (1e23 as 100000000000000000000000), which the event's types undo.
+    return all(
+        type_name == event.type_name and _decodes_to(type_name, stored, event)
+        for (_, type_name, stored, _, _), event in zip(batch, events, strict=True)
+    )
 
 
 def _decodes_to(type_name: str, stored: str, event: DomainEvent) -> bool:
