@@ -18,6 +18,7 @@ from django.db import connection
 
 from django_eventlog import (
     ConcurrentAppend,
+    Decision,
     Event,
     IdempotencyConflict,
     IdempotentReplay,
@@ -341,3 +342,102 @@ def test_racing_create_logs_of_different_events_under_one_key_conflict() -> None
     assert Log.objects.count() == logs_before + 1
     [record] = Log.objects.load(log_id)
     assert record.event == Opened(owner=f"owner-{won[0]}")
+
+
+class Overdrawn(Exception):
+    """The rule of the transact tests: a withdrawal never overdraws."""
+
+
+def withdraw(amount: int, decided: list[int]) -> Callable[[Account], Deposited]:
+    """A decide function: withdraw ``amount`` if the balance covers it."""
+
+    def decide(account: Account) -> Deposited:
+        decided.append(account.balance)
+        if account.balance < amount:
+            raise Overdrawn(account.balance)
+        return Deposited(amount=-amount)
+
+    return decide
+
+
+def test_transact_writers_racing_never_break_the_rule() -> None:
+    log_id = Log.objects.append(open_account(), Deposited(amount=100)).log_id
+    decided: list[int] = []
+
+    def work(_: int, barrier: threading.Barrier) -> list[Decision[Account] | Overdrawn]:
+        """Withdraw 10 three times, each a transact with retries."""
+        outcomes: list[Decision[Account] | Overdrawn] = []
+        barrier.wait()
+        for _ in range(3):
+            try:
+                outcomes.append(
+                    Log.objects.transact(
+                        log_id, Account, withdraw(10, decided), attempts=100
+                    )
+                )
+            except Overdrawn as e:
+                outcomes.append(e)
+        return outcomes
+
+    results = run_threads(WORKERS, work)
+
+    outcomes = [o for result in results for o in result]  # type: ignore[union-attr]
+    done = [o for o in outcomes if isinstance(o, Decision)]
+    refused = [o for o in outcomes if isinstance(o, Overdrawn)]
+    assert len(outcomes) == 3 * WORKERS
+    # 100 covers exactly ten withdrawals of 10, whoever wins the races.
+    assert len(done) == 10
+    assert len(refused) == 3 * WORKERS - 10
+    assert sorted(d.first_index for d in done) == list(range(2, 12))
+    # Lost races were decided again on the new state (more decisions than
+    # calls), and no decision saw a negative balance.
+    assert len(decided) > len(outcomes)
+    assert min(decided) == 0
+    assert stored_indices(log_id) == list(range(12))
+    assert Log.objects.reduce(log_id, Account).aggregate.balance == 0
+
+
+def test_transact_writers_racing_with_one_key_append_once() -> None:
+    log_id = Log.objects.append(open_account(), Deposited(amount=100)).log_id
+    key = f"withdraw-{uuid.uuid4()}"
+
+    def work(_: int, barrier: threading.Barrier) -> Decision[Account] | Exception:
+        barrier.wait()
+        try:
+            return Log.objects.transact(
+                log_id, Account, withdraw(30, []), idempotency_key=key, attempts=100
+            )
+        except IdempotentReplay as e:
+            return e
+
+    results = run_threads(WORKERS, work)
+
+    done = [r for r in results if isinstance(r, Decision)]
+    replays = [r for r in results if isinstance(r, IdempotentReplay)]
+    assert len(done) == 1, results
+    assert len(replays) == WORKERS - 1, results
+    assert {(r.log_id, r.event_index) for r in replays} == {(log_id, 2)}
+    assert stored_indices(log_id) == [0, 1, 2]
+    assert Log.objects.reduce(log_id, Account).aggregate.balance == 70
+
+
+def test_transact_writers_with_one_attempt_win_or_get_concurrent_append() -> None:
+    log_id = open_account().log_id
+
+    def work(_: int, barrier: threading.Barrier) -> Decision[Account] | Exception:
+        barrier.wait()
+        try:
+            return Log.objects.transact(
+                log_id, Account, lambda account: Deposited(amount=1), attempts=1
+            )
+        except ConcurrentAppend as e:
+            return e
+
+    results = run_threads(WORKERS, work)
+
+    done = [r for r in results if isinstance(r, Decision)]
+    lost = [r for r in results if isinstance(r, ConcurrentAppend)]
+    assert len(done) + len(lost) == WORKERS, results
+    assert done
+    assert sorted(d.first_index for d in done) == list(range(1, 1 + len(done)))
+    assert stored_indices(log_id) == list(range(1 + len(done)))
