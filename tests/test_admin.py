@@ -959,7 +959,8 @@ def test_payment_state_after_each_event(admin_client: Client) -> None:
 
     with_state = follow(admin_client, page_url, toggle.attrs["href"])
     assert [e.state for e in timeline(with_state)] == PAYMENT_STATES
-    assert b'<th scope="col">State after</th>' in with_state.content
+    header = b'<th scope="col" class="eventlog-state-after">State after</th>'
+    assert header in with_state.content
     changed_rows = parse(with_state).find_all("tr", "eventlog-changed")
     assert [row.find("th").text() for row in changed_rows] == [
         "request",
