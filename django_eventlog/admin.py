@@ -215,6 +215,24 @@ class LogAdmin(ReadOnlyAdmin):
             context.update(self.timeline_context(request, obj))
         return super().render_change_form(request, context, add, change, form_url, obj)
 
+    def history_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        """Redirect to the log's timeline: a log never changes, its events
+        are its history (the change page offers no "History" button)."""
+        log = self.get_object(request, object_id)
+        if log is None or not self.has_view_permission(request, log):
+            return super().history_view(request, object_id, extra_context)
+        url = reverse(
+            "admin:django_eventlog_log_change",
+            args=[log.pk],
+            current_app=self.admin_site.name,
+        )
+        return HttpResponseRedirect(f"{url}#timeline")
+
     def timeline_context(self, request: HttpRequest, log: Log) -> dict[str, Any]:
         """Return one keyset-paginated page of the log's events."""
         newest_first = request.GET.get("order") == "desc"

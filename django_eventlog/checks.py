@@ -1,23 +1,33 @@
-"""System checks of the ``EVENTLOG_*`` settings. Ids are stable, never reused."""
+"""System checks of the ``EVENTLOG_*`` settings, of aggregates and of the
+stored event types. Ids are stable, never reused."""
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Warning, register
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connections, router, transaction
 
+from . import queries
 from .aggregates import Aggregate
 from .cache_entries import why_uncacheable
 from .conf import DEFAULTS, load_aggregate, load_policy, setting
+from .events import registered_type_names
+from .models import Event
 from .policies import NeverCache
 from .validation import is_positive_int
 
+logger = logging.getLogger("django_eventlog")
+
 KEY_PREFIX_MAX_LENGTH = 50
+#: Stored type names fetched at a time by the deploy check.
+TYPE_NAMES_CHUNK = 500
 
 
 def _subclasses(cls: type[Aggregate]) -> Iterator[type[Aggregate]]:
@@ -215,3 +225,53 @@ def _policy_of(aggregate_class: type[Aggregate]) -> object:
         return load_policy(setting("EVENTLOG_CACHE_POLICY"))
     except ImproperlyConfigured:
         return None  # E006 reports it
+
+
+@register(Tags.database, deploy=True)
+def check_stored_types(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[CheckMessage]:
+    """Warn about stored event types that no ``DomainEvent`` class claims.
+
+    It reads the database, so it is a deployment check: ``manage.py check
+    --deploy`` runs it, on the database the routers read events from, or on
+    each ``--database`` given that holds the events. A database that cannot
+    be read (unreachable, not migrated) is logged and skipped.
+    """
+    if databases is None:
+        aliases = [router.db_for_read(Event)]
+    else:
+        aliases = [a for a in databases if router.allow_migrate_model(a, Event)]
+    registered = set(registered_type_names())
+    warnings: list[CheckMessage] = []
+    for alias in aliases:
+        try:
+            # A savepoint: a failed read leaves the caller's transaction usable.
+            with transaction.atomic(using=alias):
+                unknown = [
+                    name
+                    for name in queries.stored_types(alias, TYPE_NAMES_CHUNK)
+                    if name not in registered
+                ]
+        except (DatabaseError, ImproperlyConfigured) as e:
+            logger.warning(
+                "django_eventlog.W002 skipped: the stored event types of "
+                "database %r cannot be read: %s",
+                alias,
+                e,
+            )
+            continue
+        where = "" if len(connections.settings) == 1 else f" in database {alias!r}"
+        warnings.extend(
+            Warning(
+                f"Stored events of type {name!r}{where} have no DomainEvent "
+                "class: reading them raises UnknownEventType.",
+                hint="Import the module that defines the class in your "
+                "AppConfig.ready(), so that every process registers it; or "
+                "restore the class, or give a renamed class "
+                f"type_name = {name!r}.",
+                id="django_eventlog.W002",
+            )
+            for name in unknown
+        )
+    return warnings

@@ -131,14 +131,20 @@ class LogNotFound(EventLogError):
 class UnknownEventType(EventLogError):
     """A stored event's type name is claimed by no ``DomainEvent`` class.
 
-    Import the module that defines the class (or restore the class, or give a
-    renamed class the old name through ``type_name``).
+    Usually the module that defines the class was not imported in this
+    process: import it in your ``AppConfig.ready()``, so that every process
+    (web, worker, management command) registers it. Otherwise restore the
+    deleted class, or give a renamed class the old name through
+    ``type_name``.
     """
 
     def __init__(self, type_name: str) -> None:
         self.type_name = type_name
         super().__init__(
-            f"No DomainEvent class is registered for the stored type {type_name!r}."
+            f"No DomainEvent class is registered for the stored type {type_name!r}: "
+            "import the module that defines it in your AppConfig.ready() so every "
+            "process (web, worker, management command) registers it, or restore "
+            "the class (or its type_name)."
         )
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "page_rows",
     "previous_page_start",
     "scan_rows",
+    "stored_types",
     "stream_rows",
     "triggers",
 ]
@@ -314,6 +315,15 @@ def triggers(using: str) -> dict[str, bool] | None:
     with connection.cursor() as cursor:
         cursor.execute(sql.select_triggers, list(sql.table_names))
         return {name: bool(enabled) for name, enabled in cursor.fetchall()}
+
+
+def stored_types(using: str, chunk_size: int) -> Generator[str]:
+    """Every distinct stored event type name, in order, one index probe each,
+    ``chunk_size`` names at a time."""
+    connection = connections[using]
+    query = statements(connection).select_types
+    for (type_name,) in _cursor_rows(connection, query, [], chunk_size):
+        yield type_name
 
 
 def _cursor_rows(

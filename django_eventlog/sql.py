@@ -170,6 +170,15 @@ class Statements:
             "FROM kinds WHERE kinds.k IS NOT NULL"
             ") SELECT k FROM kinds WHERE k IS NOT NULL LIMIT %s"
         )
+        # The stored type names (the deploy check W002): the same loose scan,
+        # of the (type, log, index) index. No parameters; read it streamed.
+        self.select_types = (
+            "WITH RECURSIVE types(t) AS ("
+            f"SELECT MIN({type_}) FROM {event_table} UNION ALL "
+            f"SELECT (SELECT MIN({type_}) FROM {event_table} WHERE {type_} > types.t) "
+            "FROM types WHERE types.t IS NOT NULL"
+            ") SELECT t FROM types WHERE t IS NOT NULL"
+        )
         #: The triggers on the two tables, by name, and whether each fires
         #: (eventlog_verify). Parameters: the tables' names. None: no
         #: triggers are installed on this database.

@@ -429,6 +429,40 @@ def test_superuser_pages_offer_no_add_change_or_delete(admin_client: Client) -> 
     assert admin_client.get(f"{EVENT_LIST}{event_id}/change/").status_code == 302
 
 
+@pytest.mark.parametrize("who", ["superuser", "viewer"])
+def test_a_log_offers_no_history_but_its_timeline(
+    who: str, request: pytest.FixtureRequest
+) -> None:
+    """A log never changes: the timeline is its history, not Django's empty
+    list of admin changes."""
+    client: Client = request.getfixturevalue(
+        "admin_client" if who == "superuser" else "viewer_client"
+    )
+    log_id = payment_log()
+    history = f"{LOG_LIST}{log_id}/history/"
+    page = client.get(log_url(log_id))
+    assert page.status_code == 200
+    content = page.content.decode()
+    assert "historylink" not in content
+    assert history not in content
+    assert parse(page).find_all("ul", "object-tools") == []
+    # The URL Django routes still answers, with the timeline.
+    response = client.get(history)
+    assert response.status_code == 302
+    assert response["Location"] == log_url(log_id, "#timeline")
+    assert indices(client.get(response["Location"]))[0] == 0
+
+
+def test_the_history_of_a_missing_log_or_without_view_permission(
+    admin_client: Client, no_view_client: Client
+) -> None:
+    log_id = payment_log()
+    assert no_view_client.get(f"{LOG_LIST}{log_id}/history/").status_code == 403
+    missing = admin_client.get(f"{LOG_LIST}{uuid.uuid4()}/history/")
+    assert missing.status_code == 302  # Django's "doesn't exist" message
+    assert missing["Location"] == "/admin/"
+
+
 def _write_attempts(
     log_id: uuid.UUID, event_id: int
 ) -> list[tuple[str, str, dict[str, Any]]]:
@@ -925,7 +959,8 @@ def test_payment_state_after_each_event(admin_client: Client) -> None:
 
     with_state = follow(admin_client, page_url, toggle.attrs["href"])
     assert [e.state for e in timeline(with_state)] == PAYMENT_STATES
-    assert b'<th scope="col">State after</th>' in with_state.content
+    header = b'<th scope="col" class="eventlog-state-after">State after</th>'
+    assert header in with_state.content
     changed_rows = parse(with_state).find_all("tr", "eventlog-changed")
     assert [row.find("th").text() for row in changed_rows] == [
         "request",

@@ -2,7 +2,9 @@
 
 Logs in through the login form, finds a payment log by its idempotency key,
 then pages, reorders and expands its timeline, asserting on what is shown.
-A full-page screenshot of each step goes to artifacts/screenshots/.
+A full-page screenshot of each step goes to artifacts/screenshots/. A second
+test opens a timeline whose state nests dicts and lists, and checks that its
+column is wide enough to show each JSON line as one line.
 
 Needs ``playwright`` (the dev extra) and ``/usr/bin/chromium`` (Debian:
 ``apt-get install -y chromium``); Playwright's own browser download is not
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +23,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import connections
 
-from django_eventlog import Log
+from django_eventlog import Aggregate, DomainEvent, EventRecord, Log
 from testproject.payments.events import (
     Authorized,
     Captured,
@@ -108,6 +111,60 @@ def shoot(page: Page, step: str) -> None:
     page.screenshot(path=SCREENSHOTS / f"{step}.png", full_page=True)
 
 
+class LineAdded(DomainEvent):
+    """An order line with nested options: a state worth a wide column."""
+
+    type_name = "order.line_added"
+    sku: str
+    quantity: int
+    options: dict[str, list[str]]
+
+
+@dataclass
+class Order(Aggregate):
+    customer: dict[str, Any] = field(default_factory=dict)
+    lines: list[dict[str, Any]] = field(default_factory=list)
+    quantity: int = 0
+
+    def apply(self, record: EventRecord) -> None:
+        match record.event:
+            case LineAdded(sku=sku, quantity=quantity, options=options):
+                if not self.customer:
+                    self.customer = {
+                        "name": "Ada Lovelace",
+                        "address": {"street": "12 St James's Square", "city": "London"},
+                    }
+                self.lines.append(
+                    {"sku": sku, "quantity": quantity, "options": options}
+                )
+                self.quantity += quantity
+
+
+def create_order() -> str:
+    """An order log whose state nests dicts and lists a few levels deep."""
+    state = Log.objects.create_log(
+        LineAdded("WIDGET-BLUE-XL", 2, {"gift_wrap": ["red paper", "bow"]}),
+        kind="order",
+    )
+    state = Log.objects.append(
+        state, LineAdded("GADGET-9000", 1, {"engraving": ["For Charles, 1843"]})
+    )
+    return str(state.log_id)
+
+
+def log_in(page: Page, live_server: LiveServer) -> None:
+    """Log in through the real form as a new superuser."""
+    from playwright.sync_api import expect
+
+    get_user_model().objects.create_superuser(USERNAME, "admin@example.com", PASSWORD)
+    page.goto(f"{live_server.url}/admin/")
+    expect(page.locator("#login-form")).to_be_visible()
+    page.fill("#id_username", USERNAME)
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-form input[type=submit]")
+    expect(page.locator("#user-tools")).to_contain_text(USERNAME)
+
+
 def create_logs() -> str:
     """Create the payment log of EVENTS events and a few others; return its id."""
     state = Log.objects.create_log(
@@ -137,16 +194,8 @@ def test_admin_log_list_search_and_timeline(
 ) -> None:
     from playwright.sync_api import expect
 
-    get_user_model().objects.create_superuser(USERNAME, "admin@example.com", PASSWORD)
     log_id = create_logs()
-
-    # Log in through the real form.
-    page.goto(f"{live_server.url}/admin/")
-    expect(page.locator("#login-form")).to_be_visible()
-    page.fill("#id_username", USERNAME)
-    page.fill("#id_password", PASSWORD)
-    page.click("#login-form input[type=submit]")
-    expect(page.locator("#user-tools")).to_contain_text(USERNAME)
+    log_in(page, live_server)
     expect(page.locator("h1")).to_have_text("Site administration")
     shoot(page, "01-logged-in")
 
@@ -252,3 +301,56 @@ def test_admin_log_list_search_and_timeline(
     expect(unchanged).to_have_count(4)
     expect(unchanged.first).to_have_css("font-weight", "400")
     shoot(page, "08-timeline-state-authorized")
+
+
+#: Rendered line boxes of an element's text, one per distinct top edge.
+LINE_BOXES = """el => {
+    const range = document.createRange();
+    range.selectNodeContents(el);
+    const tops = [...range.getClientRects()].map(r => Math.round(r.top));
+    return new Set(tops).size;
+}"""
+
+
+def test_timeline_state_column_shows_nested_values_readably(
+    live_server: LiveServer, page: Page, fast_passwords: None, settings: Any
+) -> None:
+    """Nested state values get a column wide enough to read: each line of
+    their indented JSON is one line on screen, not a word or a character."""
+    from playwright.sync_api import expect
+
+    settings.EVENTLOG_ADMIN_AGGREGATES = {"order": Order}
+    log_in(page, live_server)
+    log_id = create_order()
+    page.goto(f"{live_server.url}/admin/django_eventlog/log/{log_id}/change/?state=1")
+    row = page.locator("#event-1")
+    state = row.locator("table.eventlog-state")
+    expect(state.locator("th")).to_have_text(["customer", "lines", "quantity"])
+    shoot(page, "09-timeline-nested-state")
+    row.screenshot(path=SCREENSHOTS / "10-timeline-nested-state-row.png")
+
+    cell = row.locator("td.eventlog-state-after")
+    table = page.locator("#timeline table").first
+    cell_box, table_box = cell.bounding_box(), table.bounding_box()
+    assert cell_box is not None
+    assert table_box is not None
+    # The state gets its share of the page, not what the other columns leave.
+    assert cell_box["width"] >= 0.35 * table_box["width"], (cell_box, table_box)
+    assert_json_lines_unwrapped(state)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 1400
+
+    # A narrow window: the timeline scrolls sideways, the JSON stays unwrapped.
+    page.set_viewport_size({"width": 800, "height": 900})
+    scroll = page.locator("#timeline .eventlog-scroll")
+    assert scroll.evaluate("el => el.scrollWidth > el.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 800
+    assert_json_lines_unwrapped(state)
+    scroll.evaluate("el => { el.scrollLeft = el.scrollWidth; }")
+    shoot(page, "11-timeline-nested-state-narrow-scrolled")
+
+
+def assert_json_lines_unwrapped(state: Any) -> None:
+    """Each line of each field's indented JSON is one line on screen."""
+    for value in state.locator("td pre").all():
+        text = value.inner_text()
+        assert value.evaluate(LINE_BOXES) == len(text.splitlines()), text

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import io
+import logging
+import re
 import weakref
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,6 +15,8 @@ from typing import Any
 import pytest
 from django.core import checks
 from django.core.cache import caches
+from django.core.management import call_command
+from django.db import connection
 from django.test.utils import override_settings
 
 from django_eventlog import (
@@ -23,8 +28,13 @@ from django_eventlog import (
     NeverCache,
 )
 from django_eventlog.caching import cache_key
-from django_eventlog.checks import check_aggregates_cacheable, check_settings
-from django_eventlog.models import Log
+from django_eventlog.checks import (
+    check_aggregates_cacheable,
+    check_settings,
+    check_stored_types,
+)
+from django_eventlog.models import Event, Log
+from django_eventlog.sql import statements
 from testproject.payments.events import Payment
 from tests.domain import Account, open_account
 from tests.test_admin import Tally
@@ -546,3 +556,119 @@ def test_w001_spares_the_example_aggregates() -> None:
     assert len(check_aggregates_cacheable()) == len(
         [m for m in check_aggregates_cacheable() if m.id == "django_eventlog.W001"]
     )
+
+
+# Stored types without a class: W002 (a deployment check)
+
+
+def retire(type_name: str) -> None:
+    """Store an event of a type no class claims, as an older release would have."""
+    state = open_account(5)
+    Event.objects.create(
+        log_id=state.log_id, index=state.next_index, type=type_name, payload={}
+    )
+
+
+def w002(messages: list[checks.CheckMessage]) -> list[checks.CheckMessage]:
+    return [m for m in messages if m.id == "django_eventlog.W002"]
+
+
+@pytest.mark.django_db
+def test_w002_a_stored_type_without_a_class_is_a_warning() -> None:
+    retire("tests.retired")
+    retire("tests.retired")
+    retire("tests.gone")
+    warnings = check_stored_types()
+    assert [m.level for m in warnings] == [checks.WARNING, checks.WARNING]
+    assert [m.msg for m in warnings] == [
+        f"Stored events of type {name!r} have no DomainEvent class: reading "
+        "them raises UnknownEventType."
+        for name in ("tests.gone", "tests.retired")
+    ]
+    assert all("AppConfig.ready()" in str(m.hint) for m in warnings)
+    assert "type_name = 'tests.gone'" in str(warnings[0].hint)
+
+
+@pytest.mark.django_db
+def test_w002_none_when_every_stored_type_has_a_class() -> None:
+    open_account(1, 2)
+    assert check_stored_types() == []
+    assert check_stored_types(databases=["default"]) == []
+
+
+@pytest.mark.django_db
+def test_w002_none_on_an_empty_store() -> None:
+    assert check_stored_types() == []
+
+
+@pytest.mark.django_db
+def test_w002_only_check_deploy_runs_it() -> None:
+    """Off the request path: plain ``check`` (which runserver, migrate and the
+    test runner run) never reads the database for it."""
+    retire("tests.retired")
+    assert w002(checks.run_checks()) == []
+    assert w002(checks.run_checks(databases=["default"])) == []
+    assert len(w002(checks.run_checks(include_deployment_checks=True))) == 1
+    out, err = io.StringIO(), io.StringIO()
+    call_command("check", stdout=out, stderr=err)
+    assert "W002" not in out.getvalue() + err.getvalue()
+    call_command("check", "--deploy", stdout=out, stderr=err)
+    assert "?: (django_eventlog.W002) Stored events of type 'tests.retired'" in (
+        err.getvalue()
+    )
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "check", "--deploy", "--tag", "database", "--database", "default", stderr=err
+    )
+    assert re.findall(r"\(([\w.]+)\)", err.getvalue()) == ["django_eventlog.W002"]
+
+
+@pytest.mark.django_db
+def test_w002_skips_a_database_without_the_events_table(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not migrated (or unreachable): no crash, no warning of the check, a
+    logged note; the caller's transaction stays usable."""
+    retire("tests.retired")
+    with connection.cursor() as cursor:  # rolled back with the test
+        cursor.execute("ALTER TABLE django_eventlog_event RENAME TO eventlog_moved")
+    with caplog.at_level(logging.WARNING, logger="django_eventlog"):
+        assert check_stored_types() == []
+    [record] = caplog.records
+    assert record.getMessage().startswith(
+        "django_eventlog.W002 skipped: the stored event types of database "
+        "'default' cannot be read: "
+    )
+    assert Log.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_w002_ignores_databases_without_the_events(settings: Any) -> None:
+    class ElsewhereRouter:
+        def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool:
+            return db != "default"
+
+    retire("tests.retired")
+    settings.DATABASE_ROUTERS = [ElsewhereRouter()]
+    assert check_stored_types(databases=["default"]) == []
+
+
+@pytest.mark.django_db
+def test_w002_reads_the_type_names_by_the_type_index() -> None:
+    for _ in range(10):
+        open_account(1, 2)
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            # As for the kind filter (test_admin_limits): on a few rows a
+            # sequential scan is cheaper; turned off, it is still taken if
+            # the query cannot use the index at all.
+            cursor.execute("SET LOCAL enable_seqscan = off")
+            explain = "EXPLAIN ANALYZE"
+        else:
+            explain = "EXPLAIN QUERY PLAN"
+        cursor.execute(f"{explain} {statements(connection).select_types}")
+        plan = "\n".join(" ".join(map(str, row)) for row in cursor.fetchall())
+    # The first type, then the next after each: two probes, no table scan.
+    assert plan.count("django_eventlog_type_log_idx") == 2, plan
+    assert "Seq Scan" not in plan, plan
+    assert not re.search(r"SCAN (TABLE )?django_eventlog_event(?! USING)", plan), plan

@@ -189,6 +189,8 @@ def test_unknown_stored_type_names_the_type() -> None:
     with pytest.raises(UnknownEventType, match=r"no\.such\.type") as info:
         decode_event("no.such.type", "{}")
     assert info.value.type_name == "no.such.type"
+    # The fix that holds for every process, not only the one that failed.
+    assert "in your AppConfig.ready() so every process" in str(info.value)
 
 
 # EVENTLOG_MAX_EVENT_SIZE (issue 13): hostile sizes are refused before any I/O

@@ -211,8 +211,9 @@ def test_an_unknown_type_is_reported_with_its_name() -> None:
         "imported DomainEvent class claims it",
         "Checked 1 log and 3 events: 1 problem.",
         "Types no imported DomainEvent class claims: 'tests.withdrawn' (1). "
-        "Import the modules that define them when Django starts (in your "
-        "AppConfig.ready(), for instance), or restore the classes.",
+        "Import the modules that define them in your AppConfig.ready(), so "
+        "that every process registers them; or restore the classes (or their "
+        "type_name).",
     ]
 
 

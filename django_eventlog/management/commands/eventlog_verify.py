@@ -56,9 +56,9 @@ class Command(BaseCommand):
         "reads, streaming the events table in one ordered pass, so it can run "
         "on a live database; runs over many logs show their progress on "
         "stderr. Event classes are known only once their module is imported: "
-        "import the modules that define your events when Django starts (in "
-        "your AppConfig.ready(), for instance), or every event of theirs is "
-        "reported as of an unknown type. Ends with 'Checked N logs and M "
+        "import the modules that define your events in your AppConfig.ready(), "
+        "or every event of theirs is reported as of an unknown type, and the "
+        "types are listed after the count. Ends with 'Checked N logs and M "
         "events: K problems.' and exits with status 0 when there are none, 1 "
         "when there are, 2 when the command was used wrongly (a malformed or "
         "missing LOG_ID, an unknown --database)."
@@ -135,9 +135,9 @@ class Command(BaseCommand):
                 )
                 self.stdout.write(
                     f"Types no imported DomainEvent class claims: {names}. "
-                    "Import the modules that define them when Django starts "
-                    "(in your AppConfig.ready(), for instance), or restore the "
-                    "classes."
+                    "Import the modules that define them in your "
+                    "AppConfig.ready(), so that every process registers them; "
+                    "or restore the classes (or their type_name)."
                 )
         if self.problems:
             raise CommandError(
