@@ -89,6 +89,9 @@ def check_metadata(metadata: Message) -> None:
     assert description.strip() == README.strip()
     # Contributors' tools are not published as extras.
     assert metadata.get_all("Provides-Extra") == ["postgresql", "redis", "testing"]
+    requirements = metadata.get_all("Requires-Dist") or []
+    assert any(r.startswith("Django") for r in requirements), requirements
+    assert not any(r.startswith("eventsourcing") for r in requirements)
 
 
 @pytest.fixture(scope="module")
