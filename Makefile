@@ -1,4 +1,4 @@
-# django-eventlog developer tasks.
+# django-eventlogs developer tasks (CONTRIBUTING.md explains them).
 #
 #   make demo                      SQLite demo: migrate, walk-through, seed, admin user, serve on 127.0.0.1:8000
 #   make demo NO_SERVE=1           the same without starting the server (CI runs this)
@@ -7,10 +7,10 @@
 #   make lint                      ruff check, ruff format --check, mypy, makemigrations --check
 #   make test-sqlite / test-postgresql
 #   make test-fast                 the fast suite, under a minute: SQLite, without the PostgreSQL,
-#                                  reliability (tests/reliability/) and browser tests
-#   make bench                     django-eventlog vs raw psycopg vs eventsourcing (BENCH_ARGS=--quick)
+#                                  reliability (tests/reliability/), browser and packaging tests
+#   make bench                     django-eventlogs vs raw psycopg vs eventsourcing (BENCH_ARGS=--quick)
 #   make docs                      build the documentation into docs/_build/html (warnings are errors)
-#   make install                   (re)install the package into $(VENV)
+#   make install                   (re)install the package and requirements/dev.txt into $(VENV)
 #
 # PostgreSQL: if PGHOST is set, `make test` uses that server (PGPORT, PGUSER,
 # PGPASSWORD, PGDATABASE); otherwise it starts a throwaway cluster with
@@ -23,13 +23,14 @@ SHELL := /bin/bash
 
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= dev,postgresql,redis,bench,docs
+EXTRAS ?= postgresql,redis,testing
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 FAIL_FAST ?= 0
 
 PY := $(VENV)/bin/python
-# Rebuilt when pyproject.toml changes (or the venv is deleted).
+REQUIREMENTS := requirements/dev.txt
+# Rebuilt when pyproject.toml or requirements/ change (or the venv is deleted).
 STAMP := $(VENV)/.eventlog-installed
 
 export VENV PYTEST_ARGS FAIL_FAST
@@ -39,14 +40,15 @@ export VENV PYTEST_ARGS FAIL_FAST
 help:
 	@sed -n '1,18p' Makefile | sed 's/^# \{0,1\}//'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 	@if [ ! -x "$(PY)" ]; then \
 		echo "==> creating virtualenv $(VENV) with $(PYTHON)"; \
 		$(PYTHON) -m venv "$(VENV)"; \
 	fi
-	@echo "==> installing -e '.[$(EXTRAS)]' into $(VENV)"
+	@echo "==> installing -e '.[$(EXTRAS)]' -r $(REQUIREMENTS) into $(VENV)"
 	@# (the filter drops pip's notes about absent local index mirrors in this machine's pip config)
-	"$(PY)" -m pip install --disable-pip-version-check --progress-bar off -q -e '.[$(EXTRAS)]' 2>&1 \
+	"$(PY)" -m pip install --disable-pip-version-check --progress-bar off -q \
+		-e '.[$(EXTRAS)]' -r "$(REQUIREMENTS)" 2>&1 \
 		| { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 	@touch "$@"
 

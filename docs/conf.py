@@ -1,7 +1,10 @@
-"""Sphinx configuration of the django-eventlog documentation.
+"""Sphinx configuration of the django-eventlogs documentation.
 
-Build with ``make docs`` (warnings are errors). The API reference is generated
-from docstrings, so Django is set up with the demo project's settings first.
+Build with ``make docs`` (warnings are errors). What the build needs is the
+package and ``requirements/docs.txt`` (``pip install . -r requirements/docs.txt``;
+Read the Docs installs the same, see ``.readthedocs.yaml``). The API reference
+is generated from docstrings, so Django is set up with the demo project's
+settings first.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import django  # noqa: E402
 
 django.setup()
 
-project = "django-eventlog"
-author = "django-eventlog developers"
-copyright = "2026, django-eventlog developers"
+project = "django-eventlogs"
+author = "django-eventlogs developers"
+copyright = "2026, django-eventlogs developers"
 
 extensions = [
     "myst_parser",
@@ -35,7 +38,7 @@ myst_enable_extensions = ["colon_fence", "deflist"]
 myst_heading_anchors = 3
 
 html_theme = "furo"
-html_title = "django-eventlog"
+html_title = "django-eventlogs"
 
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

@@ -8,7 +8,7 @@
 # otherwise a throwaway cluster on 127.0.0.1 with PostgreSQL's default
 # durability settings (scripts/postgres.sh with EVENTLOG_PG_DURABLE=1).
 # Redis: REDIS_URL, if set; otherwise a throwaway redis-server on 127.0.0.1.
-# Both are stopped and removed afterwards. django-eventlog runs with
+# Both are stopped and removed afterwards. django-eventlogs runs with
 # server-side binding and prepared statements, as docs/performance
 # recommends (EVENTLOG_PG_PREPARE=0: Django's default client-side binding).
 set -euo pipefail

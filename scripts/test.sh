@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Run the checks and test suites of django-eventlog (called by `make test`).
+# Run the checks and test suites of django-eventlogs (called by `make test`).
 #
 #   scripts/test.sh [all|lint|fast|sqlite|postgresql]...   (default: all)
 #
 #   lint        ruff check, ruff format --check, mypy, makemigrations --check,
 #               the docs build (warnings are errors), benchmarks at a tiny size
-#   fast        EVENTLOG_DB=sqlite pytest -m "not postgresql and not reliability and not browser":
-#               the quick check while working (under a minute); the long-running
-#               suites of tests/reliability/ run in sqlite, postgresql and all
-#   sqlite      EVENTLOG_DB=sqlite pytest -m "not postgresql"
-#   postgresql  EVENTLOG_DB=postgresql pytest   (every test, PostgreSQL ones included)
+#   fast        EVENTLOG_DB=sqlite pytest -m "not postgresql and not reliability and not browser
+#               and not packaging": the quick check while working (under a minute);
+#               the long-running suites of tests/reliability/ run in sqlite,
+#               postgresql and all
+#   sqlite      EVENTLOG_DB=sqlite pytest -m "not postgresql"   (the packaging tests included)
+#   postgresql  EVENTLOG_DB=postgresql pytest -m "not packaging"   (every other test,
+#               PostgreSQL ones included; the packaging tests use no database)
 #   all         lint, sqlite, postgresql, then both suites again on the oldest
 #               (4.2, Python 3.10) and newest (6.x, Python 3.12+) Django,
-#               without the browser test (-m "not browser": no Playwright there)
+#               without the browser and packaging tests (no Playwright or build there)
 #
 # Environment:
 #   VENV         virtualenv to use (default .venv; `make test` creates it)
@@ -175,7 +177,7 @@ with_prepare() {
 
 do_fast() {
     step "pytest (SQLite, fast)" with_db sqlite \
-        run_pytest -m "not postgresql and not reliability and not browser"
+        run_pytest -m "not postgresql and not reliability and not browser and not packaging"
 }
 
 do_sqlite() {
@@ -185,7 +187,7 @@ do_sqlite() {
 do_postgresql() {
     step "start PostgreSQL" start_pg
     if [[ ${SUMMARY[-1]} == ok* ]]; then
-        step "pytest (PostgreSQL)" with_db postgresql run_pytest
+        step "pytest (PostgreSQL)" with_db postgresql run_pytest -m "not packaging"
         # Not timed: a tiny run keeps the comparison benchmark working.
         step "benchmarks/eventstores.py (quick)" bash scripts/bench.sh --quick
         step "benchmarks/gap_guard.py (quick)" python benchmarks/gap_guard.py --quick
@@ -239,15 +241,16 @@ do_compat() {
         fi
         step "install $django ($python)" compat_venv "$venv" "$python" "$django"
         [[ ${SUMMARY[-1]} == ok* ]] || continue
-        # These venvs have no Playwright: the browser test runs in the main suites.
+        # These venvs have no Playwright or build: the browser and packaging
+        # tests run in the main suites.
         step "pytest $django (SQLite)" with_db sqlite \
-            compat_pytest "$venv" -m "not postgresql and not browser"
+            compat_pytest "$venv" -m "not postgresql and not browser and not packaging"
         # The newest Django also runs with server-side binding and prepared
         # statements (EVENTLOG_PG_PREPARE=1), the set-up the docs recommend.
         prepare=0
         [[ $venv == .venv-django6 ]] && prepare=1
         step "pytest $django (PostgreSQL, EVENTLOG_PG_PREPARE=$prepare)" with_db postgresql \
-            with_prepare $prepare compat_pytest "$venv" -m "not browser"
+            with_prepare $prepare compat_pytest "$venv" -m "not browser and not packaging"
     done
 }
 

@@ -79,7 +79,7 @@ def page(_async_unsafe_orm: None) -> Iterator[Page]:
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail(
-            "playwright is not installed: pip install -e '.[dev]', "
+            "playwright is not installed: make install (requirements/dev.txt), "
             'or deselect the browser test with -m "not browser".'
         )
     with sync_playwright() as playwright:

@@ -17,7 +17,7 @@ try:
 except ImportError as e:
     raise ImportError(
         "django_eventlog.testing.factories (LogFactory) needs the factory-boy "
-        "package: pip install factory-boy (or the django-eventlog[testing] extra)",
+        "package: pip install factory-boy (or the django-eventlogs[testing] extra)",
         name=e.name,
     ) from e
 

@@ -1,4 +1,4 @@
-"""Database routers for django-eventlog: see "Scaling beyond one machine"."""
+"""Database routers for django-eventlogs: see "Scaling beyond one machine"."""
 
 from __future__ import annotations
 
