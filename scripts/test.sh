@@ -122,6 +122,8 @@ do_lint() {
     step "docs (sphinx-build -W)" build_docs
     # Benchmarks are not timed tests: a tiny run keeps them working.
     step "benchmarks (quick)" python benchmarks/event_codec.py --quick
+    step "benchmarks/batch_append.py (quick)" \
+        env EVENTLOG_DB=sqlite python benchmarks/batch_append.py --quick
 }
 
 PG_STARTED_DIR=
