@@ -26,6 +26,7 @@ from django_eventlog import (
     InvalidArgument,
     LogNotFound,
     LogState,
+    StaleState,
     UnknownEventType,
     http,
 )
@@ -286,6 +287,27 @@ def test_problem_for_maps_library_errors(error: EventLogError, status: int) -> N
         # Internal details (log ids, keys, messages) stay on the server.
         assert str(LOG_ID) not in response.content.decode()
         assert "secret" not in response.content.decode()
+
+
+def test_problem_for_a_stale_state_is_412_with_the_current_etag() -> None:
+    # What transact raises when the If-Match state is not the log's.
+    response = http.problem_for(StaleState(LOG_ID, 3, 7))
+    assert response.status_code == 412
+    assert response["ETag"] == f'"{LOG_ID.hex}.7"'
+    assert response["Content-Type"] == "application/problem+json"
+    assert body_of(response)["title"] == "Precondition Failed"
+
+
+def test_json_api_answers_a_stale_state_with_412_and_the_current_etag(
+    rf: RequestFactory,
+) -> None:
+    @http.json_api(methods=["POST"])
+    def view(request: HttpRequest) -> HttpResponse:
+        raise StaleState(LOG_ID, 1, 2)
+
+    response = view(rf.post("/"))
+    assert response.status_code == 412
+    assert response["ETag"] == f'"{LOG_ID.hex}.2"'
 
 
 def test_problem_for_a_bad_request_tells_what_is_wrong() -> None:
