@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from msgspec import Meta
 
 from django_eventlog import Aggregate, DomainEvent, EventRecord
+
+#: The largest amount the API takes, in minor units.
+MAX_AMOUNT = 10**12
+
+# The API's request bodies are decoded into the events below
+# (http.json_event), so their constraints validate the requests: a value out
+# of bounds is a 422 naming the field. No NUL: the store refuses it.
+Amount = Annotated[int, Meta(ge=1, le=MAX_AMOUNT)]
 
 
 @dataclass(frozen=True)
@@ -32,14 +43,18 @@ class Declined(DomainEvent):
 
 class Captured(DomainEvent):
     type_name = "payment.captured"
-    amount: int
-    statement_descriptor: str
+    amount: Amount
+    statement_descriptor: Annotated[
+        str, Meta(min_length=1, max_length=22, pattern=r"^[^\x00]*$")
+    ]
 
 
 class Refunded(DomainEvent):
     type_name = "payment.refunded"
-    amount: int
-    reference_number: str
+    amount: Amount
+    reference_number: Annotated[
+        str, Meta(min_length=1, max_length=64, pattern=r"^[^\x00]*$")
+    ]
 
 
 class PaymentRefused(Exception):

@@ -6,7 +6,9 @@ Every write reduces the payment once and answers from that reduction:
    malformed, unknown or foreign one is 404; ``Payment.kinds`` makes a log
    of another kind "not found" in the same query).
 2. Read the headers before the body: a malformed Idempotency-Key is 400, an
-   If-Match naming no strong ETag of the payment 412. Then validate the body.
+   If-Match naming no strong ETag of the payment 412. Then read the body into
+   the event class (``http.json_event``), whose constraints validate it: a
+   value that does not fit is 422 with an RFC 9457 ``errors`` member.
 3. ``Log.objects.transact`` does the rest, starting from that reduction: a
    used Idempotency-Key is answered first (a retry gets the original event
    and the payment, whatever the rules now say); an If-Match state that is
@@ -31,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -51,6 +53,7 @@ from django_eventlog import (
 
 from . import gateway
 from .events import (
+    MAX_AMOUNT,
     Captured,
     Payment,
     PaymentRefused,
@@ -61,11 +64,8 @@ from .events import (
 
 #: Appends tried before a write that keeps losing races answers 409.
 MAX_ATTEMPTS = 3
-MAX_AMOUNT = 10**12
 EVENTS_PAGE_SIZE = 50
 EVENTS_MAX_PAGE_SIZE = 200
-
-Parse = Callable[[dict[str, Any]], Captured | Refunded]
 
 
 class Invalid(Exception):
@@ -86,27 +86,19 @@ def _invalid(error: Invalid) -> JsonResponse:
 
 
 def _amount(body: dict[str, Any]) -> int:
+    # RFC 9457's errors member, as http.problem_for answers a request body
+    # that does not fit an event class (the captures and refunds).
     amount = body.get("amount")
     if not isinstance(amount, int) or isinstance(amount, bool):
-        raise Invalid("Invalid amount.", [{"field": "amount", "message": "an integer"}])
+        raise Invalid(
+            "Invalid amount.", [{"pointer": "#/amount", "detail": "an integer"}]
+        )
     if not 0 < amount <= MAX_AMOUNT:
         raise Invalid(
             "Invalid amount.",
-            [{"field": "amount", "message": f"between 1 and {MAX_AMOUNT}"}],
+            [{"pointer": "#/amount", "detail": f"between 1 and {MAX_AMOUNT}"}],
         )
     return amount
-
-
-def _text(body: dict[str, Any], name: str, max_length: int) -> str:
-    value = body.get(name)
-    if not isinstance(value, str) or not 0 < len(value) <= max_length:
-        raise Invalid(
-            f"Invalid {name}.",
-            [{"field": name, "message": f"a string of 1 to {max_length} characters"}],
-        )
-    if "\x00" in value:
-        raise Invalid(f"Invalid {name}.", [{"field": name, "message": "no NUL"}])
-    return value
 
 
 @contextlib.contextmanager
@@ -266,10 +258,7 @@ def payment(request: HttpRequest, payment_id: str) -> HttpResponse:
 
 
 def _write(
-    request: HttpRequest,
-    payment_id: str,
-    event_type: type[Captured | Refunded],
-    parse: Parse,
+    request: HttpRequest, payment_id: str, event_type: type[Captured | Refunded]
 ) -> HttpResponse:
     """Append the event the body describes to the payment; see the module doc."""
     reduction = _reduce(payment_id)
@@ -281,10 +270,9 @@ def _write(
         expected = http.if_match_state(request, log_id)
     except http.PreconditionFailed:
         return http.precondition_failed(reduction)
-    try:
-        event = parse(http.json_body(request))
-    except Invalid as e:
-        return _invalid(e)
+    # The event class validates the body: a value that does not fit it is
+    # EventEncodingError, which json_api answers 422 naming the field.
+    event = http.json_event(request, event_type)
 
     def decide(payment: Payment) -> Captured | Refunded:
         payment.check(event)
@@ -327,24 +315,16 @@ def _event_response(
     return response
 
 
-def _capture(body: dict[str, Any]) -> Captured:
-    return Captured(_amount(body), _text(body, "statement_descriptor", 22))
-
-
-def _refund(body: dict[str, Any]) -> Refunded:
-    return Refunded(_amount(body), _text(body, "reference_number", 64))
-
-
 @http.json_api(methods=["POST"])
 def captures(request: HttpRequest, payment_id: str) -> HttpResponse:
     """POST /api/payments/<id>/captures/ {"amount", "statement_descriptor"}."""
-    return _write(request, payment_id, Captured, _capture)
+    return _write(request, payment_id, Captured)
 
 
 @http.json_api(methods=["POST"])
 def refunds(request: HttpRequest, payment_id: str) -> HttpResponse:
     """POST /api/payments/<id>/refunds/ {"amount", "reference_number"}."""
-    return _write(request, payment_id, Refunded, _refund)
+    return _write(request, payment_id, Refunded)
 
 
 def _events_url(payment_id: uuid.UUID, start: int, limit: int) -> str:
