@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, router, transaction
 
@@ -227,7 +227,12 @@ def _policy_of(aggregate_class: type[Aggregate]) -> object:
         return None  # E006 reports it
 
 
-@register(Tags.database, deploy=True)
+#: The tag of W002. Not Django's ``database`` tag: Django 6 runs those only
+#: with ``--database``, and W002 must run with a plain ``check --deploy``.
+STORED_TYPES_TAG = "django_eventlog_stored_types"
+
+
+@register(STORED_TYPES_TAG, deploy=True)
 def check_stored_types(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[CheckMessage]:

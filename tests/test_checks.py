@@ -618,7 +618,13 @@ def test_w002_only_check_deploy_runs_it() -> None:
     )
     out, err = io.StringIO(), io.StringIO()
     call_command(
-        "check", "--deploy", "--tag", "database", "--database", "default", stderr=err
+        "check",
+        "--deploy",
+        "--tag",
+        "django_eventlog_stored_types",
+        "--database",
+        "default",
+        stderr=err,
     )
     assert re.findall(r"\(([\w.]+)\)", err.getvalue()) == ["django_eventlog.W002"]
 
