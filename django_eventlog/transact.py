@@ -83,8 +83,8 @@ class LogTransactions(LogWrites[M]):
         parsed = parse_log_id(log_id)
         key = check_key(idempotency_key)
         attempts = check_int("attempts", attempts, 1)
-        if expected is not None:
-            check_state(expected)
+        # The expected state, parsed: (log id, next index).
+        wanted = None if expected is None else check_state(expected)
         if reduction is not None:
             self._check_held(reduction, parsed, aggregate_class)
         if key is not None:
@@ -93,10 +93,8 @@ class LogTransactions(LogWrites[M]):
         for attempt in range(attempts):
             if attempt or reduction is None:
                 reduction = self.reduce(parsed, aggregate_class, kind=kind)
-            if expected is not None and (
-                expected.log_id != parsed or expected.next_index != reduction.next_index
-            ):
-                raise StaleState(parsed, expected.next_index, reduction.next_index)
+            if wanted is not None and wanted != (parsed, reduction.next_index):
+                raise StaleState(parsed, wanted[1], reduction.next_index)
             events = _decided(decide(reduction.aggregate))
             if not events:
                 return Decision(reduction, (), LogState(parsed, reduction.next_index))
@@ -164,10 +162,11 @@ class LogTransactions(LogWrites[M]):
             for record in decode_rows(using, log_id, rows):
                 start.aggregate.apply(record)
         try:
-            events = _decided(decide(start.aggregate))
+            decision = decide(start.aggregate)
         except Exception as e:
             # Refused on that state: the original was another request.
             raise IdempotencyConflict(key, log_id, index) from e
+        events = _decided(decision)
         used = idempotency.key_use(using, key, events, log_id) if events else None
         raise used or IdempotencyConflict(key, log_id, index)
 

@@ -180,9 +180,12 @@ def test_a_stale_expected_state_fails_the_precondition_before_deciding() -> None
     assert raised.value.current_index == 2
     assert decided == []
     assert len(stored(log_id)) == 2
-    # The current state passes.
+    # The current state passes, its log id given as a UUID or as its string.
     done = Log.objects.transact(log_id, Wallet, decide, expected=LogState(log_id, 2))
     assert done.state == LogState(log_id, 3)
+    as_text = LogState(str(log_id), 3)  # type: ignore[arg-type]
+    done = Log.objects.transact(str(log_id), Wallet, decide, expected=as_text)
+    assert done.state == LogState(log_id, 4)
 
 
 def test_an_expected_state_of_another_log_fails_the_precondition() -> None:
