@@ -37,7 +37,7 @@ from .validation import (
     parse_log_id,
 )
 
-__all__ = ["LogReads", "reduced"]
+__all__ = ["LogReads"]
 
 A = TypeVar("A", bound=Aggregate)
 M = TypeVar("M", bound=models.Model)
@@ -95,7 +95,7 @@ class LogReads(models.Manager[M]):
             for record in decode_rows(using, log_id, rows):
                 apply(record)
                 through = record.index
-        reduction = reduced(start, through)
+        reduction = _reduced(start, through)
         caching.write(using, lookup, reduction, through - start.through_index)
         return reduction
 
@@ -161,7 +161,7 @@ class LogReads(models.Manager[M]):
             for record in decode_rows(using, log_id, chunk):
                 aggregate.apply(record)
                 through = record.index
-        reduction = reduced(start, through)
+        reduction = _reduced(start, through)
         await caching.awrite(using, lookup, reduction, through - start.through_index)
         return reduction
 
@@ -240,7 +240,7 @@ def _event_model() -> type[models.Model]:
     return apps.get_model("django_eventlog", "Event")
 
 
-def reduced(start: Reduction[A], through: int) -> Reduction[A]:
+def _reduced(start: Reduction[A], through: int) -> Reduction[A]:
     """The reduction ``start`` became once events through ``through`` applied."""
     return Reduction(
         start.log_id, start.aggregate, through, timezone.now(), start.log_created_at
