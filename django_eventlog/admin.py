@@ -227,7 +227,7 @@ class LogAdmin(ReadOnlyAdmin):
         if log is None or not self.has_view_permission(request, log):
             return super().history_view(request, object_id, extra_context)
         url = reverse(
-            "admin:django_eventlog_log_change",
+            f"admin:{self.opts.app_label}_{self.opts.model_name}_change",
             args=[log.pk],
             current_app=self.admin_site.name,
         )
