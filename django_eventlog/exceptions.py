@@ -194,9 +194,9 @@ class StaleState(EventLogError):
 
     Raised by ``transact`` when ``expected`` (say, the state an ``If-Match``
     header names) is not the log's current state, before anything is
-    decided or written. ``current`` is the log's state now: show it to the
-    client (``http.problem_for`` answers 412 with its ``ETag``), who fetches
-    the resource again and decides anew.
+    decided or written. ``current_index`` is the log's next index now: show
+    that state to the client (``http.problem_for`` answers 412 with its
+    ``ETag``), who fetches the resource again and decides anew.
     """
 
     def __init__(self, log_id: UUID, expected_index: int, current_index: int) -> None:

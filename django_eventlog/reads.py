@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime
 from typing import TypeVar
 
@@ -87,14 +87,7 @@ class LogReads(models.Manager[M]):
         rows = queries.stream_rows(
             using, log_id, through + 1, conf.EVENTLOG_CHUNK_SIZE, first=first
         )
-        # Closing the server-side cursor after the last row reaches the
-        # database outside Django's error wrapping: wrap the whole loop so a
-        # lost connection is a django.db error here too.
-        with connections[using].wrap_database_errors:
-            apply = aggregate.apply
-            for record in decode_rows(using, log_id, rows):
-                apply(record)
-                through = record.index
+        through = _fold(using, log_id, aggregate, rows, through)
         reduction = _reduced(start, through)
         caching.write(using, lookup, reduction, through - start.through_index)
         return reduction
@@ -178,6 +171,26 @@ class LogReads(models.Manager[M]):
             log_id, start=start, limit=limit, kind=kind
         )
 
+    def _reduce_before(
+        self,
+        using: str,
+        log_id: uuid.UUID,
+        aggregate_class: type[A],
+        kind: str | None,
+        index: int,
+    ) -> A:
+        """The log's events before ``index`` folded into a new aggregate, from
+        the database (not cached): the state a write at ``index`` saw."""
+        _, aggregate_class, kinds, _ = self._reduce_arguments(
+            log_id, aggregate_class, kind
+        )
+        created_at = self._created_at(using, log_id, kinds)
+        aggregate = self._from_scratch(log_id, aggregate_class, created_at).aggregate
+        chunk_size = conf.EVENTLOG_CHUNK_SIZE
+        rows = queries.stream_rows(using, log_id, 0, chunk_size, through=index - 1)
+        _fold(using, log_id, aggregate, rows, -1)
+        return aggregate
+
     def _reduce_arguments(
         self, log_id: uuid.UUID | str, aggregate_class: type[A], kind: str | None
     ) -> tuple[uuid.UUID, type[A], frozenset[str] | None, str]:
@@ -238,6 +251,26 @@ class LogReads(models.Manager[M]):
 def _event_model() -> type[models.Model]:
     # The app registry, not an import: the models module imports this one.
     return apps.get_model("django_eventlog", "Event")
+
+
+def _fold(
+    using: str,
+    log_id: uuid.UUID,
+    aggregate: Aggregate,
+    rows: Iterable[Row],
+    through: int,
+) -> int:
+    """Apply ``rows`` to ``aggregate``; return the index of the last one applied
+    (``through`` if none)."""
+    # Closing the server-side cursor after the last row reaches the database
+    # outside Django's error wrapping: wrap the whole loop so a lost
+    # connection is a django.db error here too.
+    with connections[using].wrap_database_errors:
+        apply = aggregate.apply
+        for record in decode_rows(using, log_id, rows):
+            apply(record)
+            through = record.index
+    return through
 
 
 def _reduced(start: Reduction[A], through: int) -> Reduction[A]:

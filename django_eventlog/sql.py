@@ -90,7 +90,6 @@ class Statements:
             "VALUES (%s, %s, %s)"
         )
         self._columns, self._values = columns, values
-        self.insert_event = self.insert_events(1)
         #: PostgreSQL: the log and its first event in one statement (a
         #: data-modifying CTE, which SQLite lacks); see :meth:`create_log_with`.
         self.create_log: str | None = None

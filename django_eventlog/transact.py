@@ -16,11 +16,10 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import connections, models
+from django.db import models
 
-from . import idempotency, queries
+from . import idempotency
 from .aggregates import Aggregate, Decision, LogState, Reduction
-from .conf import conf
 from .events import DomainEvent
 from .exceptions import (
     ConcurrentAppend,
@@ -28,7 +27,6 @@ from .exceptions import (
     InvalidArgument,
     StaleState,
 )
-from .records import decode_rows
 from .validation import check_events, check_int, check_key, check_state, parse_log_id
 from .writes import LogWrites
 
@@ -149,20 +147,9 @@ class LogTransactions(LogWrites[M]):
         if original_log != log_id:
             raise IdempotencyConflict(key, original_log, index)
         # The original was decided on the log as it was before its events.
-        _, aggregate_class, kinds, _ = self._reduce_arguments(
-            log_id, aggregate_class, kind
-        )
-        start = self._from_scratch(
-            log_id, aggregate_class, self._created_at(using, log_id, kinds)
-        )
-        rows = queries.stream_rows(
-            using, log_id, 0, conf.EVENTLOG_CHUNK_SIZE, through=index - 1
-        )
-        with connections[using].wrap_database_errors:
-            for record in decode_rows(using, log_id, rows):
-                start.aggregate.apply(record)
+        before = self._reduce_before(using, log_id, aggregate_class, kind, index)
         try:
-            decision = decide(start.aggregate)
+            decision = decide(before)
         except Exception as e:
             # Refused on that state: the original was another request.
             raise IdempotencyConflict(key, log_id, index) from e

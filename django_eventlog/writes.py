@@ -253,8 +253,8 @@ class LogWrites(LogReads[M]):
 def _encoded(events: Sequence[DomainEvent]) -> list[tuple[str, str]]:
     """Each event's type name and JSON text, or ``EventEncodingError``."""
     max_size = conf.EVENTLOG_MAX_EVENT_SIZE
-    # Encoded first: it refuses what is not a DomainEvent.
-    encoded = [encode_event(event, max_size) for event in events]
-    return [
-        (event.type_name, json) for event, json in zip(events, encoded, strict=True)
-    ]
+    encoded = []
+    for event in events:
+        payload = encode_event(event, max_size)  # refuses what is no DomainEvent
+        encoded.append((event.type_name, payload))
+    return encoded

@@ -68,13 +68,17 @@ def problem(
     return JsonResponse(body, status=status, content_type=PROBLEM_CONTENT_TYPE)
 
 
-def precondition_failed(current: LogState) -> JsonResponse:
-    """Answer 412: the ``If-Match`` state is not the log's current one."""
-    response = problem(
+def _precondition_failed() -> JsonResponse:
+    return problem(
         412,
         "Precondition Failed",
         "The resource changed since the ETag in If-Match; fetch it again.",
     )
+
+
+def precondition_failed(current: LogState) -> JsonResponse:
+    """Answer 412: the ``If-Match`` state is not the log's current one."""
+    response = _precondition_failed()
     response["ETag"] = etag(current)
     return response
 
@@ -92,11 +96,7 @@ def problem_for(error: EventLogError) -> JsonResponse:
     if isinstance(error, StaleState):
         return precondition_failed(LogState(error.log_id, error.current_index))
     if isinstance(error, PreconditionFailed):
-        return problem(
-            412,
-            "Precondition Failed",
-            "The resource changed since the ETag in If-Match; fetch it again.",
-        )
+        return _precondition_failed()
     if isinstance(error, LogNotFound):
         return problem(404, "Not Found", "No such resource.")
     if isinstance(error, IdempotencyConflict):
