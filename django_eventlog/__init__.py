@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .aggregates import Aggregate, Decision, EventRecord, LogState, Reduction
+from .aggregates import (
+    Aggregate,
+    Decision,
+    EventRecord,
+    FeedRecord,
+    LogState,
+    Reduction,
+)
 from .caching import (
     CacheStats,
     cache_stats,
@@ -33,6 +40,7 @@ from .exceptions import (
     StaleState,
     UnknownEventType,
 )
+from .feed import FeedHorizon, HorizonHolder
 from .policies import (
     AlwaysCache,
     CachingPolicy,
@@ -58,6 +66,9 @@ __all__ = [
     "EventEncodingError",
     "EventLogError",
     "EventRecord",
+    "FeedHorizon",
+    "FeedRecord",
+    "HorizonHolder",
     "IdempotencyConflict",
     "IdempotentReplay",
     "ImmutableEvent",

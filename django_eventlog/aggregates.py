@@ -16,6 +16,7 @@ __all__ = [
     "CachingPolicy",
     "Decision",
     "EventRecord",
+    "FeedRecord",
     "LogState",
     "Reduction",
 ]
@@ -112,6 +113,31 @@ class EventRecord:
             "recorded_at": self.recorded_at.isoformat(),
             "idempotency_key": self.idempotency_key,
             "event": msgspec.to_builtins(self.event),
+        }
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FeedRecord(EventRecord):
+    """One event of the global feed (``Log.objects.feed``): an
+    :class:`EventRecord` with its log's id and kind, and its ``position``.
+
+    ``position`` is an opaque token: store it as it is and pass it back as
+    ``feed(after=...)``; safe in a URL. Positions sort in feed order only
+    through the feed itself, not as strings.
+    """
+
+    log_id: UUID
+    kind: str
+    position: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the record as JSON-ready builtins, with log id, kind and
+        position."""
+        return {
+            "log_id": str(self.log_id),
+            "kind": self.kind,
+            "position": self.position,
+            **EventRecord.as_dict(self),
         }
 
 

@@ -159,6 +159,10 @@ class Event(WrittenOnce):
     idempotency_key = models.CharField(  # noqa: DJ001
         max_length=IDEMPOTENCY_KEY_MAX_LENGTH, null=True, blank=True
     )
+    #: PostgreSQL: the first part of the event's feed position, set by the
+    #: database for every writer (migration 0007); the id is the second.
+    #: NULL on SQLite, whose feed is ordered by the id alone.
+    txid = models.BigIntegerField(null=True, editable=False)
 
     objects = EventManager()
 
@@ -183,6 +187,9 @@ class Event(WrittenOnce):
             models.Index(
                 fields=["type", "log", "index"], name="django_eventlog_type_log_idx"
             ),
+            # The feed's order (Log.objects.feed). Created on PostgreSQL only
+            # (migration 0007): SQLite's feed reads by the primary key.
+            models.Index(fields=["txid", "id"], name="django_eventlog_event_feed_idx"),
         ]
 
     def __str__(self) -> str:

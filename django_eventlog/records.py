@@ -1,6 +1,6 @@
 """Stored event rows decoded into ``EventRecord`` objects, in one place.
 
-``load``, ``reduce``, the admin's state column and ``eventlog_verify`` all
+``load``, ``reduce``, the feed, the admin's state column and ``eventlog_verify`` all
 turn :data:`~django_eventlog.sql.Row` tuples into records here: each
 payload straight into its event class, with a decoder looked up once per
 type, and a payload that no longer fits its class reported as an
@@ -17,12 +17,13 @@ from typing import Any
 
 from django.db import connections
 
-from .aggregates import EventRecord
+from .aggregates import EventRecord, FeedRecord
 from .events import DECODE_ERRORS, DomainEvent, event_decoder
 from .exceptions import EventDecodingError
-from .sql import Row, statements
+from .positions import format_position
+from .sql import FeedRow, Row, statements
 
-__all__ = ["RecordDecoder", "decode_rows"]
+__all__ = ["RecordDecoder", "decode_feed_rows", "decode_rows"]
 
 
 class RecordDecoder:
@@ -81,3 +82,29 @@ def decode_rows(
             key,
             event,
         )
+
+
+def decode_feed_rows(using: str, rows: Iterable[FeedRow]) -> list[FeedRecord]:
+    """Decode the feed's rows into records, as :class:`RecordDecoder` does,
+    each with its log's id and kind and its position."""
+    decode = RecordDecoder(using)
+    records = []
+    for txid, event_id, db_log_id, kind, index, type_name, payload, at, key in rows:
+        log_id = db_log_id if isinstance(db_log_id, uuid.UUID) else uuid.UUID(db_log_id)
+        try:
+            event = decode.decoder(type_name)(payload)
+        except DECODE_ERRORS as e:
+            raise EventDecodingError(type_name, str(e), log_id, index) from e
+        records.append(
+            FeedRecord(
+                index,
+                type_name,
+                decode.recorded_at(at),
+                key,
+                event,
+                log_id,
+                kind,
+                format_position(txid, event_id),
+            )
+        )
+    return records

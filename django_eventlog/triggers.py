@@ -45,8 +45,12 @@ _FLUSHING = "_django_eventlog_flushing"
 _TRIGGER_MIGRATIONS = (
     "django_eventlog.migrations.0002_immutable_events",
     "django_eventlog.migrations.0005_guards_for_every_writer",
+    "django_eventlog.migrations.0007_feed_position",
 )
 _CREATE_TRIGGER = re.compile(r"CREATE TRIGGER (\w+)\s+BEFORE (.+?) ON (\w+)", re.DOTALL)
+_FUNCTION_NAME = re.compile(r"CREATE (?:OR REPLACE )?FUNCTION (\w+)")
+_CREATE_FUNCTION = re.compile(r"^CREATE (?:OR REPLACE )?FUNCTION")
+_EXECUTE_FUNCTION = re.compile(r"EXECUTE FUNCTION (\w+)\(")
 
 
 def register_sqlite_guard(
@@ -113,21 +117,24 @@ def trigger_problems(using: str) -> list[tuple[str, str]]:
 
 def _created_triggers(vendor: str) -> Iterator[tuple[str, str, str, str]]:
     """Each trigger the migrations create: name, operations, table, and the
-    SQL that creates it with the functions it calls."""
-    for module in _TRIGGER_MIGRATIONS:
-        migration = importlib.import_module(module)
-        created = [
-            textwrap.dedent(statement).strip()
-            for statement in migration.FORWARDS.get(vendor, [])
-        ]
-        # What the triggers call (PostgreSQL's functions), restorable twice over.
-        helpers = [
-            statement.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
-            for statement in created
-            if not statement.startswith("CREATE TRIGGER")
-        ]
-        for statement in created:
-            match = _CREATE_TRIGGER.match(statement)
-            if match is not None:
-                name, operations, table = match.groups()
-                yield name, operations, table, ";\n".join([*helpers, statement]) + ";"
+    SQL that creates it with the function it calls, as the latest migration
+    that (re)defines that function has it."""
+    statements = [
+        textwrap.dedent(statement).strip()
+        for module in _TRIGGER_MIGRATIONS
+        for statement in importlib.import_module(module).FORWARDS.get(vendor, [])
+    ]
+    # PostgreSQL's trigger functions, by name; a later definition wins.
+    functions = {
+        match.group(1): _CREATE_FUNCTION.sub("CREATE OR REPLACE FUNCTION", statement)
+        for statement in statements
+        if (match := _FUNCTION_NAME.match(statement)) is not None
+    }
+    for statement in statements:
+        match = _CREATE_TRIGGER.match(statement)
+        if match is not None:
+            name, operations, table = match.groups()
+            called = _EXECUTE_FUNCTION.search(statement)
+            helper = functions.get(called.group(1)) if called is not None else None
+            created = [helper, statement] if helper is not None else [statement]
+            yield name, operations, table, ";\n".join(created) + ";"

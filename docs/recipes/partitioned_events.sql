@@ -31,6 +31,8 @@ ALTER INDEX django_eventlog_event_recorded_at_brin
     RENAME TO django_eventlog_event_unpartitioned_recorded_at_brin;
 ALTER INDEX django_eventlog_type_log_idx
     RENAME TO django_eventlog_event_unpartitioned_type_log_idx;
+ALTER INDEX django_eventlog_event_feed_idx
+    RENAME TO django_eventlog_event_unpartitioned_feed_idx;
 ALTER SEQUENCE django_eventlog_event_id_seq
     RENAME TO django_eventlog_event_unpartitioned_id_seq;
 
@@ -46,6 +48,8 @@ CREATE TABLE django_eventlog_event (
     recorded_at timestamp with time zone NOT NULL,
     idempotency_key varchar(255),
     log_id uuid NOT NULL,
+    -- The feed position's first part; the no-gap trigger sets it (0007).
+    txid bigint NOT NULL,
     CONSTRAINT django_eventlog_event_pkey PRIMARY KEY (id, log_id),
     -- Named as in the model. Each partition gets an index of its own
     -- (django_eventlog_event_p0_log_id_index_key, ...): a violation names that.
@@ -77,11 +81,14 @@ CREATE TABLE django_eventlog_event_p7 PARTITION OF django_eventlog_event
     FOR VALUES WITH (MODULUS 8, REMAINDER 7);
 
 -- Migration 0003's BRIN index, migration 0006's index for the admin
--- timeline's type filter, and an index to find an event by its key.
+-- timeline's type filter, migration 0007's for the feed, and an index to
+-- find an event by its key.
 CREATE INDEX django_eventlog_event_recorded_at_brin
     ON django_eventlog_event USING brin (recorded_at);
 CREATE INDEX django_eventlog_type_log_idx
     ON django_eventlog_event (type, log_id, "index");
+CREATE INDEX django_eventlog_event_feed_idx
+    ON django_eventlog_event (txid, id);
 CREATE INDEX django_eventlog_event_idempotency_key_idx
     ON django_eventlog_event (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -138,10 +145,11 @@ CREATE TRIGGER django_eventlog_event_no_truncate
     BEFORE TRUNCATE ON django_eventlog_event
     FOR EACH STATEMENT EXECUTE FUNCTION django_eventlog_reject_truncate();
 
--- Move the events across, ids and keys included, and continue the ids.
+-- Move the events across, ids, keys and feed positions included, and
+-- continue the ids.
 INSERT INTO django_eventlog_event
-    (id, "index", type, payload, recorded_at, idempotency_key, log_id)
-SELECT id, "index", type, payload, recorded_at, idempotency_key, log_id
+    (id, "index", type, payload, recorded_at, idempotency_key, log_id, txid)
+SELECT id, "index", type, payload, recorded_at, idempotency_key, log_id, txid
 FROM django_eventlog_event_unpartitioned;
 SELECT setval(
     'django_eventlog_event_id_seq',
@@ -149,7 +157,8 @@ SELECT setval(
     false
 );
 
--- No gap, for every writer (migration 0005's function), from now on: created
+-- No gap and the feed position, for every writer (the function of
+-- migrations 0005 and 0007), from now on: created
 -- after the copy, as pg_dump does, so the copy does not check each row.
 CREATE TRIGGER django_eventlog_event_no_gap
     BEFORE INSERT ON django_eventlog_event

@@ -1,6 +1,6 @@
-"""All SQL text of the library.
+"""The SQL of the write path and of reading one log.
 
-Every statement that writes or reads the events table is built here once per
+Every statement that writes or reads a log's events is built here once per
 database alias, from the models' table and column names;
 :mod:`django_eventlog.queries` runs them on a plain cursor, so the hot paths
 skip the ORM's query building and per-row conversion (``docs/performance.md``

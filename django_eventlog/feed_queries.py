@@ -1,0 +1,102 @@
+"""Run the feed's SQL (:mod:`django_eventlog.sql.feed`) on a plain cursor.
+
+Internal to the package: import the public API from ``django_eventlog``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, cast
+
+from django.db import connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+
+from .positions import Position
+from .sql import FeedRow, feed_statements, statements
+
+__all__ = ["behind", "head", "held_back", "holder", "page"]
+
+
+def _position(connection: BaseDatabaseWrapper, after: Position) -> list[Any]:
+    # SQLite orders by the id alone.
+    return list(after) if connection.vendor == "postgresql" else [after[1]]
+
+
+def page(
+    using: str,
+    after: Position,
+    kinds: Sequence[str],
+    types: Sequence[str],
+    limit: int,
+) -> list[FeedRow]:
+    """Up to ``limit`` events the feed delivers now after ``after``, of one
+    of ``kinds`` and ``types`` (empty: any), in feed order."""
+    connection = connections[using]
+    query = feed_statements(connection).page(len(kinds), len(types))
+    params = [*_position(connection, after), *kinds, *types, limit]
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        return cast("list[FeedRow]", cursor.fetchall())
+
+
+def head(using: str) -> Position | None:
+    """The last position the feed delivers now; None for none."""
+    connection = connections[using]
+    with connection.cursor() as cursor:
+        cursor.execute(feed_statements(connection).head)
+        row = cursor.fetchone()
+    if row is None or row[1] is None:
+        return None
+    return (row[0] or 0, row[1])
+
+
+def behind(
+    using: str,
+    after: Position,
+    kinds: Sequence[str],
+    types: Sequence[str],
+    cap: int,
+) -> tuple[int, datetime | None]:
+    """How many committed events after ``after`` (of ``kinds`` and
+    ``types``) are yet to be read, at most ``cap``, held back by the horizon
+    or not, and when the first of them was recorded."""
+    connection = connections[using]
+    query = feed_statements(connection).behind(len(kinds), len(types))
+    params = [*_position(connection, after), *kinds, *types, cap]
+    with connection.cursor() as cursor:
+        cursor.execute(query, params)
+        count, first = cursor.fetchone()
+    if first is not None:
+        convert = statements(connection).convert_recorded_at
+        first = first if convert is None else convert(first)
+    return count, first
+
+
+def held_back(using: str, cap: int) -> int:
+    """How many committed events the horizon holds back now, at most ``cap``
+    (always 0 on SQLite)."""
+    connection = connections[using]
+    query = feed_statements(connection).held_back
+    if query is None:
+        return 0
+    with connection.cursor() as cursor:
+        cursor.execute(query, [cap])
+        return int(cursor.fetchone()[0])
+
+
+def holder(using: str) -> tuple[int, float, str, str] | None:
+    """The oldest other transaction that holds a transaction id: pid, its
+    age in seconds, state and the start of its query. None if there is none
+    or on SQLite."""
+    connection = connections[using]
+    query = feed_statements(connection).holder
+    if query is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    pid, seconds, state, text = row
+    return int(pid), float(seconds or 0), str(state or ""), str(text or "")

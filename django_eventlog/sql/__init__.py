@@ -1,0 +1,37 @@
+"""All SQL text of the library, and nothing else.
+
+- :mod:`~django_eventlog.sql.events`: writing events and reading one log's
+  (:class:`Statements`, built once per database alias).
+- :mod:`~django_eventlog.sql.feed`: the global feed across logs and what
+  holds it back (:class:`FeedStatements`).
+
+:mod:`django_eventlog.queries` and :mod:`django_eventlog.feed_queries` run
+them on a plain cursor. Internal to the package: import the public API from
+``django_eventlog``.
+"""
+
+from .events import (
+    LOG_INDEX_CONSTRAINT,
+    NO_GAP,
+    Row,
+    Statements,
+    db_uuid,
+    refused_as_gap,
+    statements,
+    violated_constraint,
+)
+from .feed import FeedRow, FeedStatements, feed_statements
+
+__all__ = [
+    "LOG_INDEX_CONSTRAINT",
+    "NO_GAP",
+    "FeedRow",
+    "FeedStatements",
+    "Row",
+    "Statements",
+    "db_uuid",
+    "feed_statements",
+    "refused_as_gap",
+    "statements",
+    "violated_constraint",
+]

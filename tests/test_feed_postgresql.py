@@ -1,0 +1,231 @@
+"""The feed under concurrent writers, with real transactions (PostgreSQL).
+
+Each :class:`Session` is a thread with its own database connection, so a
+test can hold a transaction open in one while another commits, and choose
+the order of every step.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import pytest
+from django.db import connection, connections, transaction
+
+from django_eventlog import Event, Log, LogState
+from tests.domain import Deposited, Opened
+
+pytestmark = [pytest.mark.postgresql, pytest.mark.django_db(transaction=True)]
+
+T = TypeVar("T")
+TIMEOUT = 30.0
+
+
+class Session:
+    """A thread with a database connection of its own, running steps on demand."""
+
+    def __init__(self) -> None:
+        self._steps: queue.Queue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.Queue()
+        )
+        self._atomic: Any = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (item := self._steps.get()) is not None:
+                step, future = item
+                try:
+                    future.set_result(step())
+                except BaseException as e:  # handed to the test
+                    future.set_exception(e)
+        finally:
+            connections.close_all()
+
+    def do(self, step: Callable[[], T]) -> T:
+        """Run ``step`` in this session's thread; its result or error."""
+        future: Future[T] = Future()
+        self._steps.put((step, future))
+        return future.result(timeout=TIMEOUT)
+
+    def begin(self) -> None:
+        self._atomic = transaction.atomic()
+        self.do(self._atomic.__enter__)
+
+    def commit(self) -> None:
+        self.do(lambda: self._atomic.__exit__(None, None, None))
+
+    def rollback(self) -> None:
+        def rollback() -> None:
+            transaction.set_rollback(True)
+            self._atomic.__exit__(None, None, None)
+
+        self.do(rollback)
+
+    def pid(self) -> int:
+        def pid() -> int:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                return int(cursor.fetchone()[0])
+
+        return self.do(pid)
+
+    def close(self) -> None:
+        self._steps.put(None)
+        self._thread.join(TIMEOUT)
+
+
+@pytest.fixture
+def sessions() -> Iterator[Callable[[], Session]]:
+    opened: list[Session] = []
+
+    def new() -> Session:
+        opened.append(Session())
+        return opened[-1]
+
+    yield new
+    for session in opened:
+        session.close()
+
+
+def feed_keys(after: str | None = None) -> list[tuple[uuid.UUID, int]]:
+    return [(r.log_id, r.index) for r in Log.objects.feed(after, limit=1000)]
+
+
+def test_an_open_transaction_holds_back_what_commits_after_it(
+    sessions: Callable[[], Session],
+) -> None:
+    """The skip other stores make: the event of the transaction that took its
+    id first but commits last must not be passed over by a reader."""
+    a = Log.objects.create_log(Opened("a"), kind="account")
+    b = Log.objects.create_log(Opened("b"), kind="account")
+    [_, last_read] = Log.objects.feed()
+    slow, fast = sessions(), sessions()
+    slow.begin()
+    slow.do(lambda: Log.objects.append(a, Deposited(1)))  # takes its id first
+    fast.do(lambda: Log.objects.append(b, Deposited(2)))  # commits (autocommit)
+    # b's event is committed but waits behind the open transaction.
+    assert feed_keys(last_read.position) == []
+    horizon = Log.objects.feed_horizon()
+    assert horizon.held_back == 1
+    assert horizon.holder is not None
+    assert horizon.holder.pid == slow.pid()
+    assert horizon.holder.state == "idle in transaction"
+    assert horizon.holder.seconds >= 0
+    slow.commit()
+    # Both, the one that took its transaction id first first.
+    assert feed_keys(last_read.position) == [(a.log_id, 1), (b.log_id, 1)]
+    assert Log.objects.feed_horizon().held_back == 0
+
+
+def test_a_rolled_back_transaction_leaves_nothing_and_holds_nothing(
+    sessions: Callable[[], Session],
+) -> None:
+    a = Log.objects.create_log(Opened("a"), kind="account")
+    b = Log.objects.create_log(Opened("b"), kind="account")
+    [_, last_read] = Log.objects.feed()
+    doomed, fast = sessions(), sessions()
+    doomed.begin()
+    doomed.do(lambda: Log.objects.append(a, Deposited(1)))
+    fast.do(lambda: Log.objects.append(b, Deposited(2)))
+    assert feed_keys(last_read.position) == []
+    doomed.rollback()
+    assert feed_keys(last_read.position) == [(b.log_id, 1)]
+
+
+def test_per_log_order_when_the_later_index_took_its_transaction_id_first(
+    sessions: Callable[[], Session],
+) -> None:
+    """Issue 16's interleaving: T2 obtains its transaction id first (it saved
+    another model), T1 appends index 5 and commits, T2 appends index 6."""
+    state = Log.objects.create_log(
+        [Opened("a"), *map(Deposited, range(1, 5))], kind="account"
+    )
+    assert state.next_index == 5
+    t1, t2 = sessions(), sessions()
+    t2.begin()
+    t2.do(lambda: Log.objects.create_log(Opened("other"), kind="other"))
+    t1.do(lambda: Log.objects.append(state, Deposited(5)))
+    t2.do(lambda: Log.objects.append(LogState(state.log_id, 6), Deposited(6)))
+    t2.commit()
+    mine = [r.index for r in Log.objects.feed(limit=1000) if r.log_id == state.log_id]
+    assert mine == [0, 1, 2, 3, 4, 5, 6]
+    txids = dict(Event.objects.filter(log_id=state.log_id).values_list("index", "txid"))
+    # Event 6 sorts with event 5's transaction id, the later of the two.
+    assert txids[6] == txids[5]
+    assert txids[5] != 0
+
+
+def test_a_writer_that_guessed_an_index_gets_an_id_after_the_event_before(
+    sessions: Callable[[], Session],
+) -> None:
+    """The id breaks ties: an INSERT with an id taken before the event before
+    it was written (here: given by hand) is given a new one by the trigger."""
+    state = Log.objects.create_log(Opened("a"), kind="account")
+    t1, t2 = sessions(), sessions()
+    t2.begin()
+    t2.do(lambda: Log.objects.create_log(Opened("other"), kind="other"))
+    t1.do(lambda: Log.objects.append(state, Deposited(1)))
+    before = Event.objects.get(log_id=state.log_id, index=1)
+
+    def guess() -> int:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO django_eventlog_event "
+                '(id, log_id, "index", type, payload, recorded_at) '
+                "VALUES (1, %s, 2, 'tests.deposited', '{\"amount\": 2}', now()) "
+                "RETURNING id",
+                [state.log_id],
+            )
+            return int(cursor.fetchone()[0])
+
+    new_id = t2.do(guess)
+    t2.commit()
+    assert new_id > before.pk
+    assert [r.index for r in Log.objects.feed() if r.log_id == state.log_id] == [
+        0,
+        1,
+        2,
+    ]
+
+
+def test_every_writer_gets_a_position_it_cannot_choose() -> None:
+    state = Log.objects.create_log(Opened("a"), kind="account")
+    Event.objects.create(
+        log_id=state.log_id,
+        index=1,
+        type="tests.deposited",
+        payload={"amount": 1},
+        txid=1,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO django_eventlog_event "
+            '(log_id, "index", type, payload, recorded_at, txid) '
+            "VALUES (%s, 2, 'tests.deposited', '{\"amount\": 2}', now(), 0)",
+            [state.log_id],
+        )
+    txids = list(
+        Event.objects.filter(log_id=state.log_id)
+        .order_by("index")
+        .values_list("txid", flat=True)
+    )
+    assert None not in txids
+    assert len(set(txids)) == 3
+    assert txids == sorted(txids)  # type: ignore[type-var]
+    assert txids[0] > 1  # type: ignore[operator]
+    assert [r.index for r in Log.objects.feed()] == [0, 1, 2]
+
+
+def test_inside_its_own_transaction_a_reader_sees_its_own_events() -> None:
+    """A TestCase, or a handler that appends, reads what it wrote before it commits."""
+    with transaction.atomic():
+        state = Log.objects.create_log(Opened("a"), kind="account")
+        Log.objects.append(state, Deposited(1))
+        assert feed_keys() == [(state.log_id, 0), (state.log_id, 1)]
