@@ -1,9 +1,9 @@
 """Event sourcing for Django: append-only logs of typed events, reduced into aggregates.
 
 Import the public API from here. The models live in
-``django_eventlog.models``; ``Log`` and ``Event`` are also available here,
-loaded on first use so that importing this package never loads models
-before Django's app registry is ready.
+``django_eventlog.models``; ``Log``, ``Event`` and ``Projection`` are also
+available here, loaded on first use so that importing this package never
+loads models before Django's app registry is ready.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from .policies import (
 
 if TYPE_CHECKING:
     from .models import Event, Log, LogManager
+    from .projections import Projection
 
 __all__ = [
     "Aggregate",
@@ -81,6 +82,7 @@ __all__ = [
     "LogNotFound",
     "LogState",
     "NeverCache",
+    "Projection",
     "Reduction",
     "StaleState",
     "UnknownEventType",
@@ -93,8 +95,13 @@ _MODELS = {"Event", "Log", "LogManager"}
 
 
 def __getattr__(name: str) -> Any:
+    # Loaded on first use: these import the models.
     if name in _MODELS:
         from . import models
 
         return getattr(models, name)
+    if name == "Projection":
+        from . import projections
+
+        return projections.Projection
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,6 +21,7 @@ from .conf import DEFAULTS, load_aggregate, load_policy, setting
 from .events import registered_type_names
 from .models import Event
 from .policies import NeverCache
+from .projections import load_projections
 from .validation import is_positive_int
 
 logger = logging.getLogger("django_eventlog")
@@ -176,6 +177,57 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
             default_note=" (1 MiB)",
         )
     )
+    errors.extend(_projection_settings())
+    return errors
+
+
+def _projection_settings() -> list[CheckMessage]:
+    """The errors of the projections' settings (E017 to E022)."""
+    errors: list[CheckMessage] = []
+    paths = setting("EVENTLOG_PROJECTIONS")
+    try:
+        if not isinstance(paths, (list, tuple)) or not all(
+            isinstance(path, str) for path in paths
+        ):
+            raise ImproperlyConfigured(
+                "EVENTLOG_PROJECTIONS must be a list of dotted paths of "
+                "Projection subclasses."
+            )
+        load_projections()
+    except ImproperlyConfigured as e:
+        errors.append(Error(str(e), id="django_eventlog.E017"))
+    errors.extend(
+        _positive_int("django_eventlog.E018", "EVENTLOG_PROJECTION_BATCH_SIZE")
+    )
+    retries = setting("EVENTLOG_PROJECTION_RETRIES")
+    if isinstance(retries, bool) or not (isinstance(retries, int) and retries >= 0):
+        errors.append(
+            Error(
+                "EVENTLOG_PROJECTION_RETRIES must be an integer, 0 or more.",
+                hint="Remove it to use the default, "
+                f"{DEFAULTS['EVENTLOG_PROJECTION_RETRIES']}.",
+                id="django_eventlog.E019",
+            )
+        )
+    for check_id, name, minimum in (
+        ("django_eventlog.E020", "EVENTLOG_PROJECTION_RETRY_DELAY", "0 or more"),
+        ("django_eventlog.E021", "EVENTLOG_PROJECTION_POLL_INTERVAL", "positive"),
+        ("django_eventlog.E022", "EVENTLOG_PROJECTION_HORIZON_WARNING", "positive"),
+    ):
+        value = setting(name)
+        if not (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and (value >= 0 if minimum == "0 or more" else value > 0)
+            and value < math.inf
+        ):
+            errors.append(
+                Error(
+                    f"{name} must be a number of seconds, {minimum}.",
+                    hint=f"Remove it to use the default, {DEFAULTS[name]}.",
+                    id=check_id,
+                )
+            )
     return errors
 
 

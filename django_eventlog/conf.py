@@ -47,6 +47,20 @@ DEFAULTS: dict[str, Any] = {
     "EVENTLOG_CACHE_BREAKER_COOLOFF": 30,
     # Largest event accepted, in bytes of its encoded JSON (1 MiB).
     "EVENTLOG_MAX_EVENT_SIZE": 1_048_576,
+    # The projections and subscribers the runner runs: dotted paths of
+    # Projection subclasses.
+    "EVENTLOG_PROJECTIONS": [],
+    # Events a projection handles per batch (one transaction when atomic).
+    "EVENTLOG_PROJECTION_BATCH_SIZE": 500,
+    # Times a failing event is retried before its projection stops (failed).
+    "EVENTLOG_PROJECTION_RETRIES": 3,
+    # Seconds before the first retry; each further retry waits twice as long.
+    "EVENTLOG_PROJECTION_RETRY_DELAY": 0.5,
+    # Seconds an idle runner waits between looks at the feed.
+    "EVENTLOG_PROJECTION_POLL_INTERVAL": 0.1,
+    # Seconds the feed's horizon may stand still, while events wait behind
+    # it, before the runner logs a warning naming what holds it.
+    "EVENTLOG_PROJECTION_HORIZON_WARNING": 60,
 }
 
 
@@ -131,6 +145,30 @@ class Settings:
     @property
     def EVENTLOG_MAX_EVENT_SIZE(self) -> int:
         return int(self._get("EVENTLOG_MAX_EVENT_SIZE"))
+
+    @property
+    def EVENTLOG_PROJECTIONS(self) -> list[str]:
+        return list(self._get("EVENTLOG_PROJECTIONS"))
+
+    @property
+    def EVENTLOG_PROJECTION_BATCH_SIZE(self) -> int:
+        return int(self._get("EVENTLOG_PROJECTION_BATCH_SIZE"))
+
+    @property
+    def EVENTLOG_PROJECTION_RETRIES(self) -> int:
+        return int(self._get("EVENTLOG_PROJECTION_RETRIES"))
+
+    @property
+    def EVENTLOG_PROJECTION_RETRY_DELAY(self) -> float:
+        return float(self._get("EVENTLOG_PROJECTION_RETRY_DELAY"))
+
+    @property
+    def EVENTLOG_PROJECTION_POLL_INTERVAL(self) -> float:
+        return float(self._get("EVENTLOG_PROJECTION_POLL_INTERVAL"))
+
+    @property
+    def EVENTLOG_PROJECTION_HORIZON_WARNING(self) -> float:
+        return float(self._get("EVENTLOG_PROJECTION_HORIZON_WARNING"))
 
 
 def load_aggregate(value: object) -> type[Aggregate]:

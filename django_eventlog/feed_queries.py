@@ -15,7 +15,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from .positions import Position
 from .sql import FeedRow, feed_statements, statements
 
-__all__ = ["behind", "head", "held_back", "holder", "page"]
+__all__ = ["behind", "head", "held_back", "holder", "horizon", "page"]
 
 
 def _position(connection: BaseDatabaseWrapper, after: Position) -> list[Any]:
@@ -100,3 +100,15 @@ def holder(using: str) -> tuple[int, float, str, str] | None:
         return None
     pid, seconds, state, text = row
     return int(pid), float(seconds or 0), str(state or ""), str(text or "")
+
+
+def horizon(using: str) -> int | None:
+    """The horizon now: the feed delivers events whose txid is below it
+    (None on SQLite, which holds nothing back)."""
+    connection = connections[using]
+    value = feed_statements(connection).horizon_value
+    if value is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {value}")
+        return int(cursor.fetchone()[0])

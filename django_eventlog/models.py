@@ -1,4 +1,5 @@
-"""The event store's tables: ``Log`` and ``Event``.
+"""The event store's tables: ``Log`` and ``Event``; the projections'
+checkpoints and the record of skipped events.
 
 The manager behind ``Log.objects`` lives in :mod:`django_eventlog.store`, the
 SQL it runs in :mod:`django_eventlog.sql`.
@@ -16,6 +17,7 @@ from django.db import models
 from django.utils import timezone
 
 from .exceptions import EventLogError, ImmutableEvent, ImmutableLog
+from .positions import POSITION_MAX_LENGTH
 from .sql import LOG_INDEX_CONSTRAINT
 from .store import BaseLogManager
 from .validation import IDEMPOTENCY_KEY_MAX_LENGTH, KIND_MAX_LENGTH
@@ -27,6 +29,8 @@ __all__ = [
     "Log",
     "LogManager",
     "LogQuerySet",
+    "ProjectionCheckpoint",
+    "ProjectionSkip",
     "uuid7",
 ]
 
@@ -198,3 +202,71 @@ class Event(WrittenOnce):
     @classmethod
     def refused(cls, what: str) -> EventLogError:
         return ImmutableEvent(f"Events are append-only: they cannot be {what}.")
+
+
+#: The longest projection name.
+PROJECTION_NAME_MAX_LENGTH = 200
+
+
+class ProjectionCheckpoint(models.Model):
+    """How far one projection has read the feed, and how it is doing.
+
+    One row per projection name, written by the runner (in the same
+    transaction as an atomic projection's read model) and by the
+    ``eventlog_projections`` command; read by its ``status`` and the admin.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "running"
+        FAILED = "failed", "failed"
+        REBUILDING = "rebuilding", "rebuilding"
+
+    name = models.CharField(max_length=PROJECTION_NAME_MAX_LENGTH, primary_key=True)
+    #: The position of the last event handled (or skipped); "" for none.
+    position = models.CharField(max_length=POSITION_MAX_LENGTH, blank=True)
+    #: Events handled since the projection started or was last rebuilt.
+    handled = models.BigIntegerField(default=0)
+    state = models.CharField(
+        max_length=20, choices=State.choices, default=State.RUNNING
+    )
+    updated_at = models.DateTimeField(default=timezone.now)
+    #: The error of the last failure, with its traceback; kept after a retry.
+    last_error = models.TextField(blank=True)
+    #: The event the projection failed on, while it is failed.
+    error_position = models.CharField(max_length=POSITION_MAX_LENGTH, blank=True)
+    error_log_id = models.UUIDField(null=True, blank=True)
+    error_index = models.IntegerField(null=True, blank=True)
+    error_type = models.CharField(max_length=200, blank=True)
+
+    class Meta:
+        verbose_name = "projection"
+        verbose_name_plural = "projections"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.state})"
+
+
+class ProjectionSkip(WrittenOnce):
+    """An event an operator told a failed projection to skip
+    (``eventlog_projections skip``): which, when, by whom and why."""
+
+    projection = models.CharField(max_length=PROJECTION_NAME_MAX_LENGTH)
+    position = models.CharField(max_length=POSITION_MAX_LENGTH)
+    log_id = models.UUIDField()
+    index = models.IntegerField()
+    type = models.CharField(max_length=200)
+    error = models.TextField(blank=True)
+    skipped_by = models.CharField(max_length=200)
+    reason = models.TextField(blank=True)
+    skipped_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "skipped event"
+        verbose_name_plural = "skipped events"
+
+    def __str__(self) -> str:
+        return f"{self.projection} skipped {self.log_id}[{self.index}]"
+
+    @classmethod
+    def refused(cls, what: str) -> EventLogError:
+        return EventLogError(f"The record of a skipped event cannot be {what}.")

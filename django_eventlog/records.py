@@ -23,7 +23,7 @@ from .exceptions import EventDecodingError
 from .positions import format_position
 from .sql import FeedRow, Row, statements
 
-__all__ = ["RecordDecoder", "decode_feed_rows", "decode_rows"]
+__all__ = ["FeedDecoder", "RecordDecoder", "decode_feed_rows", "decode_rows"]
 
 
 class RecordDecoder:
@@ -84,27 +84,30 @@ def decode_rows(
         )
 
 
-def decode_feed_rows(using: str, rows: Iterable[FeedRow]) -> list[FeedRecord]:
-    """Decode the feed's rows into records, as :class:`RecordDecoder` does,
-    each with its log's id and kind and its position."""
-    decode = RecordDecoder(using)
-    records = []
-    for txid, event_id, db_log_id, kind, index, type_name, payload, at, key in rows:
+class FeedDecoder(RecordDecoder):
+    """Decode the feed's rows of one database alias, one at a time, into
+    :class:`FeedRecord` objects (errors as :class:`RecordDecoder`'s)."""
+
+    def feed_record(self, row: FeedRow) -> FeedRecord:
+        txid, event_id, db_log_id, kind, index, type_name, payload, at, key = row
         log_id = db_log_id if isinstance(db_log_id, uuid.UUID) else uuid.UUID(db_log_id)
         try:
-            event = decode.decoder(type_name)(payload)
+            event = self.decoder(type_name)(payload)
         except DECODE_ERRORS as e:
             raise EventDecodingError(type_name, str(e), log_id, index) from e
-        records.append(
-            FeedRecord(
-                index,
-                type_name,
-                decode.recorded_at(at),
-                key,
-                event,
-                log_id,
-                kind,
-                format_position(txid, event_id),
-            )
+        return FeedRecord(
+            index,
+            type_name,
+            self.recorded_at(at),
+            key,
+            event,
+            log_id,
+            kind,
+            format_position(txid, event_id),
         )
-    return records
+
+
+def decode_feed_rows(using: str, rows: Iterable[FeedRow]) -> list[FeedRecord]:
+    """Decode the feed's rows into records, as :class:`FeedDecoder` does."""
+    decode = FeedDecoder(using)
+    return [decode.feed_record(row) for row in rows]

@@ -119,6 +119,10 @@ do_lint() {
     step "mypy" env EVENTLOG_DB=sqlite mypy .
     step "makemigrations --check" \
         env EVENTLOG_DB=sqlite python manage.py makemigrations --check --dry-run
+    # The tests' own read models (tests.readmodels) too.
+    step "makemigrations --check (tests.settings)" \
+        env EVENTLOG_DB=sqlite DJANGO_SETTINGS_MODULE=tests.settings \
+        python manage.py makemigrations --check --dry-run
     step "docs (sphinx-build -W)" build_docs
     # Benchmarks are not timed tests: a tiny run keeps them working.
     step "benchmarks (quick)" python benchmarks/event_codec.py --quick

@@ -406,6 +406,76 @@ def test_e016_positive_sizes_pass(value: int) -> None:
         assert check_ids() == []
 
 
+# The projections' settings: E017 to E022
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("tests.projections.Balances", "must be a list of dotted paths"),
+        ([1], "must be a list of dotted paths"),
+        (["tests.nowhere.Summary"], "cannot import 'tests.nowhere.Summary'"),
+        (["tests.domain.Account"], "is not a subclass of Projection"),
+        (
+            ["tests.projections.Mailer", "tests.projections.Mailer"],
+            "two projections are named 'tests.mailer'",
+        ),
+    ],
+)
+def test_e017_projections_that_cannot_run(value: object, message: str) -> None:
+    with override_settings(EVENTLOG_PROJECTIONS=value):
+        errors = check_settings()
+    assert [e.id for e in errors] == ["django_eventlog.E017"]
+    assert message in errors[0].msg
+
+
+def test_e017_configured_projections_pass() -> None:
+    from tests.projections import ALL
+
+    with override_settings(EVENTLOG_PROJECTIONS=ALL):
+        assert check_ids() == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "check_id"),
+    [
+        ("EVENTLOG_PROJECTION_BATCH_SIZE", 0, "E018"),
+        ("EVENTLOG_PROJECTION_BATCH_SIZE", "500", "E018"),
+        ("EVENTLOG_PROJECTION_RETRIES", -1, "E019"),
+        ("EVENTLOG_PROJECTION_RETRIES", True, "E019"),
+        ("EVENTLOG_PROJECTION_RETRIES", 1.5, "E019"),
+        ("EVENTLOG_PROJECTION_RETRY_DELAY", -0.1, "E020"),
+        ("EVENTLOG_PROJECTION_RETRY_DELAY", None, "E020"),
+        ("EVENTLOG_PROJECTION_POLL_INTERVAL", 0, "E021"),
+        ("EVENTLOG_PROJECTION_POLL_INTERVAL", float("inf"), "E021"),
+        ("EVENTLOG_PROJECTION_HORIZON_WARNING", "60", "E022"),
+        ("EVENTLOG_PROJECTION_HORIZON_WARNING", 0, "E022"),
+    ],
+)
+def test_e018_to_e022_bad_projection_settings(
+    name: str, value: object, check_id: str
+) -> None:
+    with override_settings(**{name: value}):
+        errors = check_settings()
+    assert [e.id for e in errors] == [f"django_eventlog.{check_id}"]
+    assert errors[0].msg.startswith(name)
+    assert errors[0].hint is None or "default" in errors[0].hint
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("EVENTLOG_PROJECTION_RETRIES", 0),
+        ("EVENTLOG_PROJECTION_RETRY_DELAY", 0),
+        ("EVENTLOG_PROJECTION_POLL_INTERVAL", 0.05),
+        ("EVENTLOG_PROJECTION_HORIZON_WARNING", 5),
+    ],
+)
+def test_good_projection_settings_pass(name: str, value: object) -> None:
+    with override_settings(**{name: value}):
+        assert check_ids() == []
+
+
 # Aggregates that can never be cached: W001
 
 

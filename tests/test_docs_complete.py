@@ -54,7 +54,11 @@ def test_what_is_checked_exists() -> None:
     # Guards against a test that passes because it looks at nothing.
     assert len(DEFAULTS) >= 9
     assert len(check_ids()) >= 13
-    assert command_names() == ["eventlog_clear_cache", "eventlog_verify"]
+    assert command_names() == [
+        "eventlog_clear_cache",
+        "eventlog_projections",
+        "eventlog_verify",
+    ]
     assert len(django_eventlog.__all__) >= 25
 
 

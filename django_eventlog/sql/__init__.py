@@ -4,9 +4,12 @@
   (:class:`Statements`, built once per database alias).
 - :mod:`~django_eventlog.sql.feed`: the global feed across logs and what
   holds it back (:class:`FeedStatements`).
+- :mod:`~django_eventlog.sql.locks`: the projections' advisory locks
+  (PostgreSQL).
 
 :mod:`django_eventlog.queries` and :mod:`django_eventlog.feed_queries` run
-them on a plain cursor. Internal to the package: import the public API from
+them on a plain cursor, :mod:`django_eventlog.projection_locks` the
+locks. Internal to the package: import the public API from
 ``django_eventlog``.
 """
 
@@ -21,10 +24,15 @@ from .events import (
     violated_constraint,
 )
 from .feed import FeedRow, FeedStatements, feed_statements
+from .locks import LOCK_HOLDERS, LOCK_NAMESPACE, TRY_LOCK, UNLOCK
 
 __all__ = [
+    "LOCK_HOLDERS",
+    "LOCK_NAMESPACE",
     "LOG_INDEX_CONSTRAINT",
     "NO_GAP",
+    "TRY_LOCK",
+    "UNLOCK",
     "FeedRow",
     "FeedStatements",
     "Row",

@@ -24,6 +24,7 @@ from django_eventlog.exceptions import (
     InvalidArgument,
     UnknownEventType,
 )
+from django_eventlog.management.progress import Progress, plain
 from django_eventlog.models import Event, Log
 from django_eventlog.records import RecordDecoder
 from django_eventlog.triggers import trigger_problems
@@ -31,10 +32,6 @@ from django_eventlog.validation import parse_log_id
 
 # Runs over at least this many logs show their progress on stderr.
 PROGRESS_MIN_LOGS = 10_000
-# Without a terminal, a progress line every tenth of the logs.
-PROGRESS_LINES = 10
-# Width of the progress bar drawn on a terminal.
-BAR_WIDTH = 30
 
 # Exit statuses.
 PROBLEMS_FOUND = 1
@@ -109,9 +106,9 @@ class Command(BaseCommand):
                     f"None of the given logs is of kind {kind!r}."
                     if log_ids
                     else f"No logs of kind {kind!r} to check.",
-                    _plain,
+                    plain,
                 )
-        self.progress = _Progress(self, total if total >= PROGRESS_MIN_LOGS else 0)
+        self.progress = Progress(self, total if total >= PROGRESS_MIN_LOGS else 0)
 
         self.problems = 0
         self.unknown_types: Counter[str] = Counter()
@@ -230,64 +227,6 @@ class Command(BaseCommand):
         self.progress.clear()
         self.stdout.write(f"{where}: {problem}")
         self.progress.redraw()
-
-
-class _Progress:
-    """Logs checked out of ``total``, on stderr: a bar on a terminal, else lines.
-
-    A ``total`` of 0 shows nothing.
-    """
-
-    def __init__(self, command: BaseCommand, total: int) -> None:
-        self.out = command.stderr
-        self.total = total
-        self.tty = total > 0 and command.stderr.isatty()
-        # A terminal bar is redrawn about 200 times, lines written 10 times.
-        self.step = max(1, total // (200 if self.tty else PROGRESS_LINES))
-        self.done = 0
-        self.shown = False
-
-    def update(self, done: int) -> None:
-        self.done = done
-        if self.total and done % self.step == 0 and done < self.total:
-            self._show()
-
-    def finish(self, done: int) -> None:
-        self.done = done
-        if self.total:
-            self._show()
-            if self.tty:
-                self.out.write("", _plain)
-                self.shown = False
-
-    def clear(self) -> None:
-        if self.tty and self.shown:
-            self.out.write("\r\x1b[K", _plain, ending="")
-            self.out.flush()
-
-    def redraw(self) -> None:
-        if self.tty and self.shown:
-            self._show()
-
-    def _show(self) -> None:
-        done = min(self.done, self.total)
-        filled = BAR_WIDTH * done // self.total
-        percent = 100 * done // self.total
-        text = (
-            f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] "
-            f"{done}/{self.total} logs ({percent}%)"
-        )
-        if self.tty:
-            self.out.write(f"\r{text}", _plain, ending="")
-            self.out.flush()
-            self.shown = True
-        else:
-            self.out.write(f"Checked {done}/{self.total} logs ({percent}%)", _plain)
-
-
-def _plain(text: str) -> str:
-    """No style: stderr is red on a terminal otherwise."""
-    return text
 
 
 def _parse_log_id(value: str) -> uuid.UUID:

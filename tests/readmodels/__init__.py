@@ -1,0 +1,1 @@
+"""Read models kept by the projections of the tests (tests/projections.py)."""
