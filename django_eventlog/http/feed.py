@@ -6,7 +6,6 @@ import re
 from collections.abc import Callable, Sequence
 from urllib.parse import urlencode
 
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from ..conf import conf
@@ -17,6 +16,7 @@ from ..positions import parse_position
 from ..validation import KIND_MAX_LENGTH, check_int, check_text
 from .decorators import json_api
 from .request import BadRequest
+from .response import problem
 
 __all__ = ["feed_view"]
 
@@ -66,8 +66,9 @@ def feed_view(
 
     @json_api(methods=["GET"])
     def view(request: HttpRequest) -> HttpResponse:
-        if permission is not None:
-            _check_permission(request, permission)
+        refused = None if permission is None else _refusal(request, permission)
+        if refused is not None:
+            return problem(403, "Forbidden", refused)
         after = _one_value(request, "after")
         if after is not None:
             try:
@@ -101,13 +102,15 @@ def feed_view(
     return view
 
 
-def _check_permission(request: HttpRequest, permission: str) -> None:
-    """Raise ``PermissionDenied`` unless the request's user has ``permission``."""
+def _refusal(request: HttpRequest, permission: str) -> str | None:
+    """Why the request's user may not read the feed; None if they may."""
+    # No AuthenticationMiddleware, no user: refused, as an anonymous one.
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        raise PermissionDenied("Authentication credentials were not provided.")
+        return "Authentication credentials were not provided."
     if not user.has_perm(permission):
-        raise PermissionDenied("You do not have permission to read this feed.")
+        return "You do not have permission to read this feed."
+    return None
 
 
 def _one_value(request: HttpRequest, name: str) -> str | None:
