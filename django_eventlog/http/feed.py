@@ -80,6 +80,8 @@ def feed_view(
         limit = _query_limit(request, page_size)
         wanted_kinds = _narrowed(request, "kind", allowed_kinds, KIND_MAX_LENGTH)
         wanted_types = _narrowed(request, "type", allowed_types, TYPE_NAME_MAX_LENGTH)
+        # Here, not at the top: django_eventlog.http stays importable before
+        # the app registry is ready, as its other modules are.
         from ..models import Log
 
         records = Log.objects.feed(
