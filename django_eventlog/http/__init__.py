@@ -11,6 +11,8 @@
   (``application/problem+json``), the latter for the library's errors.
 - :func:`json_api` makes a view answer a problem for every failure, and
   handles CSRF the way Django REST framework's session authentication does.
+- :func:`feed_view` serves the global feed (``Log.objects.feed``) as JSON
+  pages with a ``next`` link, for another service to follow over HTTP.
 
 Example, appending on ``POST /payments/<id>/captures/`` with
 :meth:`~django_eventlog.store.BaseLogManager.transact`::
@@ -43,6 +45,7 @@ missing or foreign payment 404, a race lost on every attempt 409.
 from __future__ import annotations
 
 from .decorators import json_api
+from .feed import feed_view
 from .request import (
     IDEMPOTENCY_KEY_HEADER,
     BadRequest,
@@ -69,6 +72,7 @@ __all__ = [
     "BadRequestHeader",
     "PreconditionFailed",
     "etag",
+    "feed_view",
     "idempotency_key",
     "if_match_state",
     "json_api",
