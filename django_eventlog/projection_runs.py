@@ -184,17 +184,24 @@ class ProjectionRun:
         return Outcome(0, caught_up=True, failed=True)
 
     def _batch(self, limit: int) -> Outcome:
+        # With filters, the last position delivered before the batch reads:
+        # a batch that finds fewer events than its limit has seen every
+        # event up to it, and the checkpoint moves there, so that the next
+        # batch does not scan the other events again.
+        filtered = bool(self.kinds or self.types)
         if self.projection.atomic:
             with transaction.atomic(using=self.using):
                 checkpoint = self._locked_checkpoint()
                 if checkpoint.state == State.FAILED:
                     return Outcome(0, caught_up=True, failed=True)
+                head = feed_queries.head(self.using) if filtered else None
                 records = self._handle(checkpoint.position, limit)
-                self._advance(checkpoint, records, limit)
+                self._advance(checkpoint, records, limit, head)
                 return Outcome(len(records), caught_up=len(records) < limit)
         checkpoint = self.checkpoint()
         if checkpoint.state == State.FAILED:
             return Outcome(0, caught_up=True, failed=True)
+        head = feed_queries.head(self.using) if filtered else None
         try:
             records = self._handle(checkpoint.position, limit)
         except _Failed as failed:
@@ -203,7 +210,7 @@ class ProjectionRun:
                 self._advance(checkpoint, failed.done, limit=len(failed.done) + 1)
                 failed.offset, failed.saved = 0, len(failed.done)
             raise
-        self._advance(checkpoint, records, limit)
+        self._advance(checkpoint, records, limit, head)
         return Outcome(len(records), caught_up=len(records) < limit)
 
     def _locked_checkpoint(self) -> ProjectionCheckpoint:
@@ -232,14 +239,23 @@ class ProjectionRun:
         return records
 
     def _advance(
-        self, checkpoint: ProjectionCheckpoint, records: list[FeedRecord], limit: int
+        self,
+        checkpoint: ProjectionCheckpoint,
+        records: list[FeedRecord],
+        limit: int,
+        head: Position | None = None,
     ) -> None:
-        """Move the checkpoint past ``records``, if it is still where the
-        batch began; ``_Moved`` if not."""
+        """Move the checkpoint past ``records`` (and, when the batch found
+        fewer than ``limit``, to ``head`` if that is further), if it is
+        still where the batch began; ``_Moved`` if not."""
         caught_up = len(records) < limit
+        position = records[-1].position if records else checkpoint.position
+        if caught_up and head is not None and head > parse_position(position or None):
+            position = format_position(*head)
         changes: dict[str, object] = {"updated_at": timezone.now()}
+        if position != checkpoint.position:
+            changes["position"] = position
         if records:
-            changes["position"] = records[-1].position
             changes["handled"] = F("handled") + len(records)
         if caught_up and checkpoint.state == State.REBUILDING:
             changes["state"] = State.RUNNING

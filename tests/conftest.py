@@ -13,6 +13,7 @@ from django.db import connection
 from django_eventlog import CacheStats, cache_stats, reset_cache_stats
 from django_eventlog.testing import allow_flush
 from tests.redis_server import RedisServer
+from tests.sessions import sessions  # noqa: F401 (a fixture)
 
 ON_POSTGRESQL = os.environ.get("EVENTLOG_DB", "sqlite") == "postgresql"
 

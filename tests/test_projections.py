@@ -278,3 +278,23 @@ def test_an_unknown_name_is_refused_with_the_known_ones() -> None:
     with pytest.raises(InvalidArgument, match=r"'nope'.*tests\.balances"):
         catch_up(["nope"])
     assert [p.name for p in load_projections(["tests.mailer"])] == ["tests.mailer"]
+
+
+def test_a_filtered_projection_moves_past_what_it_does_not_read() -> None:
+    """Caught up, a filtered projection's checkpoint stands at the end of the
+    feed, not at its last matching event: the next batch does not scan the
+    other events again."""
+    projections.Fragile.poison = None
+    accounts([1])
+    accounts([], [], [])  # only Opened events, which Fragile does not read
+    assert catch_up(["tests.fragile"]) == {"tests.fragile": 1}
+    last = Log.objects.feed(limit=100)[-1]
+    assert last.type == "tests.opened"
+    fragile = checkpoint("tests.fragile")
+    assert fragile.position == last.position
+    assert fragile.handled == 1
+    accounts([7])
+    assert catch_up(["tests.fragile"]) == {"tests.fragile": 1}
+    assert handled_indices("tests.fragile") == [1, 1]
+    end = Log.objects.feed(limit=100)[-1].position
+    assert checkpoint("tests.fragile").position == end
