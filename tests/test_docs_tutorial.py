@@ -17,6 +17,7 @@ import re
 import sys
 import traceback
 import types
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -107,7 +108,12 @@ def run_tutorial() -> int:
 
 
 @pytest.mark.django_db(transaction=True)
-def test_tutorial_runs() -> None:
+def test_tutorial_runs(settings: Any) -> None:
+    # The projection the tutorial defines, as its settings block lists it
+    # (under the module name its blocks run in).
+    text = TUTORIAL.read_text(encoding="utf-8")
+    assert 'EVENTLOG_PROJECTIONS = ["payments.projections.CapturedTotals"]' in text
+    settings.EVENTLOG_PROJECTIONS = [f"{MODULE_NAME}.CapturedTotals"]
     assert run_tutorial() > 0
 
 
