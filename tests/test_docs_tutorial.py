@@ -17,8 +17,8 @@ import re
 import sys
 import traceback
 import types
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
