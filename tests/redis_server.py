@@ -16,9 +16,11 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """redis-server on 127.0.0.1, without persistence, that a test controls."""
+    """redis-server on 127.0.0.1 that a test controls: without persistence,
+    or with ``data_dir``, where an append-only file keeps every write across
+    a stop and a start."""
 
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, data_dir: str | None = None) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -27,6 +29,7 @@ class RedisServer:
             )
         self.binary = binary
         self.port = port or free_port()
+        self.data_dir = data_dir
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -34,13 +37,25 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
+        persistence = (
+            ["--appendonly", "no"]
+            if self.data_dir is None
+            else [
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                self.data_dir,
+            ]
+        )
         self.process = subprocess.Popen(
             [
                 self.binary,
                 "--bind", "127.0.0.1",
                 "--port", str(self.port),
                 "--save", "",
-                "--appendonly", "no",
+                *persistence,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
