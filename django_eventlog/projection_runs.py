@@ -282,6 +282,9 @@ class ProjectionRun:
             failed.error,
             self.name,
         )
+        # The row may be new: created by the batch that failed, and rolled
+        # back with it.
+        self.checkpoint()
         ProjectionCheckpoint.objects.using(self.using).filter(name=self.name).update(
             state=State.FAILED,
             last_error=failed.text,

@@ -298,3 +298,11 @@ def test_a_filtered_projection_moves_past_what_it_does_not_read() -> None:
     assert handled_indices("tests.fragile") == [1, 1]
     end = Log.objects.feed(limit=100)[-1].position
     assert checkpoint("tests.fragile").position == end
+
+
+def test_a_projection_that_fails_on_its_first_event_is_failed_on_record() -> None:
+    [state] = accounts([13])
+    assert catch_up(["tests.fragile"]) == {"tests.fragile": 0}
+    failed = checkpoint("tests.fragile")
+    assert (failed.state, failed.position) == ("failed", "")
+    assert (failed.error_log_id, failed.error_index) == (state.log_id, 1)

@@ -23,7 +23,11 @@ from django_eventlog.management.progress import Progress
 from django_eventlog.positions import parse_position
 from django_eventlog.projection_runs import ProjectionRun
 from django_eventlog.projection_status import BEHIND_CAP, statuses
-from django_eventlog.projections import load_projections, projections_database
+from django_eventlog.projections import (
+    Projection,
+    load_projections,
+    projections_database,
+)
 from django_eventlog.runner import Runner
 
 # Exit status of `status` when a projection is failed.
@@ -147,6 +151,11 @@ class Command(BaseCommand):
 
     def _rebuild(self, name: str) -> None:
         [projection] = load_projections([name])
+        if type(projection).reset is Projection.reset:
+            raise CommandError(
+                f"{name} cannot be rebuilt: {type(projection).__qualname__} does "
+                "not implement reset(), which clears its read model."
+            )
         using = projections_database()
         projection_control.reset_for_rebuild(using, name, projection.reset)
         self.stdout.write(f"{name}: read model reset; replaying every event.")
@@ -186,6 +195,7 @@ class Command(BaseCommand):
 
     def _skip(self, options: dict[str, Any]) -> None:
         name = options["name"]
+        load_projections([name])
         parse_position(options["position"], "--position")
         by = options["by"] or f"user:{getpass.getuser()}"
         skipped = projection_control.skip(
