@@ -1,6 +1,8 @@
 """Read-only admin for logs and events, with a timeline per log.
 
-``LogAdmin`` and ``EventAdmin`` are registered on the default admin site.
+``LogAdmin`` and ``EventAdmin`` are registered on the default admin site,
+and so are ``ProjectionAdmin`` and ``ProjectionSkipAdmin``
+(:mod:`django_eventlog.projection_admin`).
 To change them, unregister and register a subclass, or register them on
 your own ``AdminSite``::
 
@@ -14,114 +16,34 @@ your own ``AdminSite``::
 from __future__ import annotations
 
 import uuid
-from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
 from django.contrib import admin
-from django.contrib.auth import get_permission_codename
-from django.core.paginator import Paginator
-from django.db import connections
 from django.db.models import OuterRef, Q, QuerySet, Subquery
-from django.http import (
-    HttpRequest,
-    HttpResponse,
-    HttpResponseBadRequest,
-    HttpResponseRedirect,
-)
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import formats, timezone
 from django.utils.html import format_html
 
 from . import queries
+from .admin_base import EstimatedCountPaginator, ReadOnlyAdmin, timeline_url
 from .conf import conf
 from .events import registered_type_names
-from .models import Event, Log
+from .models import Event, Log, ProjectionCheckpoint, ProjectionSkip
+from .projection_admin import ProjectionAdmin, ProjectionSkipAdmin
 from .records import RecordDecoder
 from .timeline import TimelineEntry, fill_states, payload_chars, render_payload
 from .validation import INDEX_MAX
 
-__all__ = ["EventAdmin", "LogAdmin", "ReadOnlyAdmin"]
-
-
-class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
-    """Count an unfiltered PostgreSQL table from its statistics, not COUNT(*).
-
-    The admin counts rows on every page load; on a table of millions of
-    events that count costs more than the page.
-    """
-
-    @cached_property
-    def count(self) -> int:
-        query = self.object_list
-        if (
-            isinstance(query, QuerySet)
-            and not query.query.where
-            and connections[query.db].vendor == "postgresql"
-        ):
-            with connections[query.db].cursor() as cursor:
-                cursor.execute(
-                    "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                    [query.model._meta.db_table],
-                )
-                row = cursor.fetchone()
-            # -1 (never analyzed) or a small table: count for real.
-            if row is not None and row[0] > 10_000:
-                return int(row[0])
-        return super().count
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """No add, change or delete, for superusers too; viewing needs view permission."""
-
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    # Delete is the only built-in action; with no delete permission there
-    # is none, and no action column either.
-    actions = None
-    if hasattr(admin, "ShowFacets"):  # Django 5.0+
-        # Facet counts would scan the whole events table on every page.
-        show_facets = admin.ShowFacets.NEVER
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        codename = get_permission_codename("view", self.opts)
-        return request.user.has_perm(f"{self.opts.app_label}.{codename}")
-
-    # A NUL in a filter or a search would reach PostgreSQL, which refuses it
-    # in text (a 500); no stored kind, type or key can hold one.
-    def changelist_view(
-        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
-    ) -> HttpResponse:
-        if _has_nul(request):
-            return HttpResponseBadRequest("NUL characters are not allowed.")
-        return super().changelist_view(request, extra_context)
-
-    def changeform_view(
-        self,
-        request: HttpRequest,
-        object_id: str | None = None,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        if _has_nul(request):
-            return HttpResponseBadRequest("NUL characters are not allowed.")
-        return super().changeform_view(request, object_id, form_url, extra_context)
-
-
-def _has_nul(request: HttpRequest) -> bool:
-    return any(
-        "\x00" in key or any("\x00" in value for value in values)
-        for key, values in request.GET.lists()
-    )
+__all__ = [
+    "EstimatedCountPaginator",
+    "EventAdmin",
+    "LogAdmin",
+    "ProjectionAdmin",
+    "ProjectionSkipAdmin",
+    "ReadOnlyAdmin",
+]
 
 
 class KindListFilter(admin.SimpleListFilter):
@@ -364,7 +286,7 @@ class EventAdmin(ReadOnlyAdmin):
 
     @admin.display(description="log")
     def timeline_link(self, event: Event) -> str:
-        url = _timeline_url(event, self.admin_site.name)
+        url = timeline_url(event.log_id, event.index, self.admin_site.name)
         return format_html('<a href="{}">{}</a>', url, event.log_id)
 
     def change_view(
@@ -381,15 +303,12 @@ class EventAdmin(ReadOnlyAdmin):
             or not self.has_view_permission(request, event)
         ):
             return super().change_view(request, object_id, form_url, extra_context)
-        return HttpResponseRedirect(_timeline_url(event, self.admin_site.name))
-
-
-def _timeline_url(event: Event, site: str) -> str:
-    url = reverse(
-        "admin:django_eventlog_log_change", args=[event.log_id], current_app=site
-    )
-    return f"{url}?from={event.index}#event-{event.index}"
+        return HttpResponseRedirect(
+            timeline_url(event.log_id, event.index, self.admin_site.name)
+        )
 
 
 admin.site.register(Log, LogAdmin)
 admin.site.register(Event, EventAdmin)
+admin.site.register(ProjectionCheckpoint, ProjectionAdmin)
+admin.site.register(ProjectionSkip, ProjectionSkipAdmin)

@@ -1182,7 +1182,16 @@ def test_html_in_payloads_and_keys_is_escaped(admin_client: Client) -> None:
 def test_admin_classes_are_importable_and_registered() -> None:
     import django_eventlog.admin as eventlog_admin
 
-    assert set(eventlog_admin.__all__) == {"EventAdmin", "LogAdmin", "ReadOnlyAdmin"}
+    assert set(eventlog_admin.__all__) == {
+        "EstimatedCountPaginator",
+        "EventAdmin",
+        "LogAdmin",
+        "ProjectionAdmin",
+        "ProjectionSkipAdmin",
+        "ReadOnlyAdmin",
+    }
+    for name in eventlog_admin.__all__:
+        assert getattr(eventlog_admin, name).__name__ == name
     assert issubclass(LogAdmin, ReadOnlyAdmin)
     assert issubclass(EventAdmin, ReadOnlyAdmin)
     assert type(admin.site._registry[Log]) is LogAdmin
