@@ -10,6 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from django_eventlog import ConcurrentAppend, Event, IdempotentReplay, Log, Reduction
+from testproject.payments.authorization import authorize
 from testproject.payments.events import (
     Captured,
     Payment,
@@ -17,7 +18,6 @@ from testproject.payments.events import (
     Refunded,
     Requested,
 )
-from testproject.payments.authorization import authorize
 
 
 class Command(BaseCommand):
