@@ -16,8 +16,9 @@ decided and records nothing. The decision is always the event at index 1,
 appended with the reduction's state as the expected state, so two deciders
 can never both record one: the loser gets ``ConcurrentAppend`` (or, as the
 key is the same, ``IdempotentReplay`` or ``IdempotencyConflict``) and reduces
-again. Racing deciders may both ask the gateway; a real gateway is given
-:func:`authorization_key` as its own idempotency key, so it charges once.
+again. Racing deciders may both ask the gateway; it is given
+:func:`authorization_key` as its own idempotency key, so it answers both
+alike and charges once.
 """
 
 from __future__ import annotations
@@ -71,14 +72,14 @@ def authorize(
         if payment.status() != "requested":
             return reduction
         assert payment.request is not None
-        decision = gateway.authorize(payment.request)
+        key = authorization_key(log_id)
+        decision = gateway.authorize(payment.request, idempotency_key=key)
         try:
-            state = Log.objects.append(
-                reduction, decision, idempotency_key=authorization_key(log_id)
-            )
+            state = Log.objects.append(reduction, decision, idempotency_key=key)
         except (ConcurrentAppend, IdempotentReplay, IdempotencyConflict):
-            # Another decider recorded the decision first (with another
-            # approval code: a conflict rather than a replay).
+            # Another decider recorded the decision first: the same one
+            # (IdempotentReplay), or, from a gateway that answered it
+            # otherwise, another (IdempotencyConflict, ConcurrentAppend).
             continue
         (record,) = Log.objects.load(log_id, start=state.next_index - 1, limit=1)
         return with_event(reduction, record)
