@@ -1,7 +1,8 @@
 # django-eventlogs developer tasks (CONTRIBUTING.md explains them).
 #
-#   make demo                      SQLite demo: migrate, walk-through, seed, admin user, serve on 127.0.0.1:8000
-#   make demo NO_SERVE=1           the same without starting the server (CI runs this)
+#   make demo                      SQLite demo: migrate, walk-through, seed, projections --once, admin user,
+#                                  serve on 127.0.0.1:8000 with the projections' runner in the background
+#   make demo NO_SERVE=1           the same without the server and the runner (CI runs this)
 #   make test                      everything: lint + SQLite suite + PostgreSQL suite
 #   make test PYTEST_ARGS=-x       extra pytest arguments (shell-quoted)
 #   make lint                      ruff check, ruff format --check, mypy, makemigrations --check
@@ -38,7 +39,7 @@ export VENV PYTEST_ARGS FAIL_FAST
 .PHONY: help install lint test test-fast test-sqlite test-postgresql bench docs demo clean distclean
 
 help:
-	@sed -n '1,18p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '1,19p' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 	@if [ ! -x "$(PY)" ]; then \
@@ -82,14 +83,22 @@ demo: $(STAMP)
 	EVENTLOG_DB=sqlite "$(PY)" manage.py migrate
 	EVENTLOG_DB=sqlite "$(PY)" manage.py payment_walkthrough
 	EVENTLOG_DB=sqlite "$(PY)" manage.py seed_payments --count 300
+	@# The read model and the authorizer catch up with everything seeded.
+	EVENTLOG_DB=sqlite "$(PY)" manage.py eventlog_projections run --once
 	EVENTLOG_DB=sqlite "$(PY)" manage.py demo_admin
 	@echo
 	@echo "Open:  http://127.0.0.1:8000/admin/                  (log in with the credentials above)"
-	@echo "       http://127.0.0.1:8000/api/payments/<id>/      (ids: see the admin's log list)"
+	@echo "       http://127.0.0.1:8000/api/payments/?status=authorized   (the read model, page by page)"
+	@echo "       http://127.0.0.1:8000/api/feed/               (every payment event; log in at /admin/ first)"
 	@echo "Try:   curl -si -X POST http://127.0.0.1:8000/api/payments/ -H 'Content-Type: application/json' -H 'Idempotency-Key: \"try-1\"' -d '{\"amount\": 10000}'"
 ifeq ($(NO_SERVE),1)
 	@echo "NO_SERVE=1: not starting the server."
 else
+	@# The projections' runner keeps the read model (and the authorizer) up
+	@# to date in the background while the server runs; stopped with it
+	@# (Ctrl-C reaches both).
+	EVENTLOG_DB=sqlite "$(PY)" manage.py eventlog_projections run & runner=$$!; \
+	trap 'kill -TERM $$runner 2>/dev/null || true; wait $$runner || true' EXIT; \
 	EVENTLOG_DB=sqlite "$(PY)" manage.py runserver 127.0.0.1:8000
 endif
 

@@ -125,6 +125,15 @@ LOGGING = {
 # The admin timeline shows a payment's state after each of its events.
 EVENTLOG_ADMIN_AGGREGATES = {"payment": "testproject.payments.events.Payment"}
 
+# The read side: the payments list's read model, and the subscriber that
+# authorizes a payment whose create died before the gateway's decision.
+# `python manage.py eventlog_projections run` runs them (make demo does);
+# nothing else does, so tests that do not call catch_up() never see them.
+EVENTLOG_PROJECTIONS = [
+    "testproject.payments.projections.PaymentSummaries",
+    "testproject.payments.projections.PaymentAuthorizer",
+]
+
 # `manage.py test`: Django's runner, letting test databases be flushed (the
 # store's triggers refuse it otherwise; see docs/testing.md).
 TEST_RUNNER = "django_eventlog.testing.runner.DiscoverRunner"

@@ -240,11 +240,12 @@ def test_create_invalid_amount(client: Client, data: Any, message: str) -> None:
     assert payment_logs() == 0
 
 
-@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
-def test_payments_collection_allows_only_post(client: Client, method: str) -> None:
+@pytest.mark.parametrize("method", ["put", "patch", "delete"])
+def test_payments_collection_allows_get_and_post(client: Client, method: str) -> None:
+    # GET lists the payments (tests/test_payments_read_model.py).
     response = getattr(client, method)(API)
     assert_problem(response, 405)
-    assert response["Allow"] == "POST"
+    assert response["Allow"] == "GET, HEAD, POST"
 
 
 @pytest.fixture
@@ -253,9 +254,11 @@ def gateway_calls(monkeypatch: pytest.MonkeyPatch) -> list[PaymentRequest]:
     real_authorize = gateway.authorize
     calls: list[PaymentRequest] = []
 
-    def authorize(request: PaymentRequest) -> Authorized | Declined:
+    def authorize(
+        request: PaymentRequest, *, idempotency_key: str | None = None
+    ) -> Authorized | Declined:
         calls.append(request)
-        return real_authorize(request)
+        return real_authorize(request, idempotency_key=idempotency_key)
 
     monkeypatch.setattr(gateway, "authorize", authorize)
     return calls
@@ -336,8 +339,9 @@ def test_create_retries_racing_to_authorize_both_succeed(
 ) -> None:
     # A create cut short before the gateway; two retries race to finish it.
     # The first retry asks the gateway, and while it waits the second retry
-    # (run here, nested) asks too and records its decision first. The
-    # gateway's approval codes differ, so the first retry's append is refused.
+    # (run here, nested) asks too and records its decision first. Asked with
+    # the same key, the gateway answers alike: the first retry's append is
+    # refused as a replay, and it answers the decision recorded.
     state = Log.objects.create_log(
         Requested(PaymentRequest(7_000)),
         kind="payment",
@@ -347,11 +351,13 @@ def test_create_retries_racing_to_authorize_both_succeed(
     calls: list[PaymentRequest] = []
     nested: list[Response] = []
 
-    def slow_authorize(request: PaymentRequest) -> Authorized | Declined:
+    def slow_authorize(
+        request: PaymentRequest, *, idempotency_key: str | None = None
+    ) -> Authorized | Declined:
         calls.append(request)
         if len(calls) == 1:
             nested.append(create(client, {"amount": 7_000}, key="race"))
-        return real_authorize(request)
+        return real_authorize(request, idempotency_key=idempotency_key)
 
     monkeypatch.setattr(gateway, "authorize", slow_authorize)
     response = create(client, {"amount": 7_000}, key="race")

@@ -21,7 +21,10 @@ Every write reduces the payment once and answers from that reduction:
    reduced again.
 
 A create is the same after ``create_log``: reduce, ask the gateway, append
-its decision, answer with the decision folded in.
+its decision, answer with the decision folded in (``authorization.authorize``,
+which the subscriber ``PaymentAuthorizer`` also runs for a create that died
+before the decision). ``GET /api/payments/`` lists payments from the read
+model ``PaymentSummary`` (``listing``).
 
 Every answer under ``/api/`` is JSON: ``api_fallback`` serves a path
 without its trailing slash as the path with it, and answers a 404 problem
@@ -31,7 +34,6 @@ for the rest.
 from __future__ import annotations
 
 import contextlib
-import copy
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -43,7 +45,6 @@ from django.views.decorators.csrf import csrf_exempt
 from django_eventlog import (
     ConcurrentAppend,
     EventRecord,
-    IdempotencyConflict,
     IdempotentReplay,
     InvalidArgument,
     Log,
@@ -51,7 +52,8 @@ from django_eventlog import (
     http,
 )
 
-from . import gateway
+from . import listing
+from .authorization import authorize, with_event
 from .events import (
     MAX_AMOUNT,
     Captured,
@@ -147,15 +149,7 @@ def _event_and_payment(
     (record,) = Log.objects.load(reduction.log_id, start=index, limit=1)
     if index < reduction.next_index:
         return record, reduction
-    payment = copy.deepcopy(reduction.aggregate)
-    payment.apply(record)
-    return record, Reduction(
-        reduction.log_id,
-        payment,
-        record.index,
-        reduction.reduced_at,
-        reduction.log_created_at,
-    )
+    return record, with_event(reduction, record)
 
 
 def _payment_url(payment_id: uuid.UUID) -> str:
@@ -197,38 +191,18 @@ def _payment_response(
     return response
 
 
-def _authorized(log_id: uuid.UUID, key: str | None) -> Reduction[Payment]:
-    """Ask the gateway once, whoever gets there first, and return the payment."""
-    reduction = _reduce(log_id)
-    for attempt in range(MAX_ATTEMPTS):
-        if attempt:
-            reduction = _reduce(log_id)  # the last append lost a race
-        payment = reduction.aggregate
-        if payment.status() != "requested":
-            return reduction
-        assert payment.request is not None
-        decision = gateway.authorize(payment.request)
-        try:
-            # Keyed by payment, not by the client's key: no client key can
-            # collide with it ("k:gateway" could, under the key "k").
-            state = Log.objects.append(
-                reduction,
-                decision,
-                idempotency_key=None
-                if key is None
-                else f"payments:{log_id}:authorization",
-            )
-        except (ConcurrentAppend, IdempotentReplay, IdempotencyConflict):
-            # A concurrent retry recorded the decision (its approval code
-            # differs from ours, hence a conflict rather than a replay).
-            continue
-        return _event_and_payment(reduction, state.next_index - 1)[1]
-    return _reduce(log_id)
-
-
-@http.json_api(methods=["POST"])
+@http.json_api(methods=["GET", "HEAD", "POST"])
 def payments(request: HttpRequest) -> HttpResponse:
-    """POST /api/payments/ {"amount": 10000}: request and authorize a payment."""
+    """POST /api/payments/ {"amount": 10000}: request and authorize a payment.
+
+    The gateway is asked inline (see :mod:`.authorization`), so the 201
+    shows its decision. A create that dies after ``create_log`` leaves the
+    payment ``requested`` for a moment only: the subscriber
+    ``PaymentAuthorizer`` authorizes it, through the same idempotency key.
+    GET lists the payments from the read model (:mod:`.listing`).
+    """
+    if request.method != "POST":
+        return listing.payment_list(request)
     key = http.idempotency_key(request, prefix="payments:create:")
     try:
         amount = _amount(http.json_body(request))
@@ -239,8 +213,8 @@ def payments(request: HttpRequest) -> HttpResponse:
         state = Log.objects.create_log(event, kind="payment", idempotency_key=key)
     except IdempotentReplay as replay:
         # The same request again: finish it if it was cut short, answer the same.
-        return _payment_response(_authorized(replay.log_id, key), 201, replayed=True)
-    return _payment_response(_authorized(state.log_id, key), 201)
+        return _payment_response(authorize(replay.log_id), 201, replayed=True)
+    return _payment_response(authorize(state.log_id), 201)
 
 
 @http.json_api(methods=["GET", "HEAD"])
