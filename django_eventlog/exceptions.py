@@ -207,3 +207,33 @@ class StaleState(EventLogError):
             f"Log {log_id} is at index {current_index}, not at the expected "
             f"{expected_index}; read it again."
         )
+
+
+class FeedPositionsAhead(EventLogError):
+    """Stored feed positions are ahead of this PostgreSQL cluster's
+    transaction ids: new events would sort before positions already
+    delivered, and projections would skip them.
+
+    It happens when the events were copied into another cluster by a logical
+    restore (``pg_dump`` and ``pg_restore``) or logical replication, which
+    keep the stored ``txid`` values but not the cluster's transaction
+    counter (``pg_upgrade``, physical backups and replicas keep both). Until
+    it is repaired, the runner and ``catch_up`` refuse to run. The repair:
+    stop the new cluster and move its counter past ``needed`` with
+    ``pg_resetwal -e <epoch> -x <xid>`` (the message gives both), then start
+    it again; see docs/read-side.md.
+    """
+
+    def __init__(self, stored: int, current: int) -> None:
+        self.stored = stored
+        self.current = current
+        needed = stored + 1
+        epoch, xid = needed >> 32, max(needed & 0xFFFFFFFF, 3)
+        super().__init__(
+            f"Stored feed positions reach transaction id {stored}, but this "
+            f"cluster's next transaction id is {current}: the events were copied "
+            "from another cluster (a logical restore or logical replication), and "
+            "new events would sort before positions already delivered. Stop the "
+            f"cluster and run pg_resetwal -e {epoch} -x {xid} on its data directory "
+            "(see docs/read-side.md), then start it again."
+        )

@@ -15,7 +15,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from .positions import Position
 from .sql import FeedRow, feed_statements, statements
 
-__all__ = ["behind", "head", "held_back", "holder", "horizon", "page"]
+__all__ = ["ahead", "behind", "head", "held_back", "holder", "horizon", "page"]
 
 
 def _position(connection: BaseDatabaseWrapper, after: Position) -> list[Any]:
@@ -112,3 +112,19 @@ def horizon(using: str) -> int | None:
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT {value}")
         return int(cursor.fetchone()[0])
+
+
+def ahead(using: str) -> tuple[int, int] | None:
+    """(greatest stored txid, next transaction id) when stored positions are
+    ahead of the cluster's transaction ids (events copied from another
+    cluster); None when they are not, and on SQLite."""
+    connection = connections[using]
+    query = feed_statements(connection).ahead
+    if query is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(query)
+        stored, current = cursor.fetchone()
+    if stored is None or stored < current:
+        return None
+    return int(stored), int(current)

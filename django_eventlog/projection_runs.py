@@ -41,13 +41,14 @@ from . import feed_queries
 from .aggregates import FeedRecord
 from .conf import conf
 from .events import DomainEvent
+from .exceptions import FeedPositionsAhead
 from .feed import feed_filters
 from .models import ProjectionCheckpoint
 from .positions import Position, format_position, parse_position
 from .records import FeedDecoder
 from .sql import FeedRow
 
-__all__ = ["Handler", "Outcome", "ProjectionRun"]
+__all__ = ["Handler", "Outcome", "ProjectionRun", "check_positions"]
 
 logger = logging.getLogger("django_eventlog.projections")
 
@@ -126,6 +127,7 @@ class ProjectionRun:
         """Handle what the feed delivers now, batch after batch, until the
         end of what it delivered when this began (or ``stop()``, or a
         failure); the number handled."""
+        check_positions(self.using)
         head = feed_queries.head(self.using)
         total = 0
         while stop is None or not stop():
@@ -294,6 +296,14 @@ class ProjectionRun:
             error_type=failed.type_name,
             updated_at=timezone.now(),
         )
+
+
+def check_positions(using: str) -> None:
+    """``FeedPositionsAhead`` if the stored positions are ahead of the
+    cluster's transaction ids: the runner and ``catch_up`` check first."""
+    found = feed_queries.ahead(using)
+    if found is not None:
+        raise FeedPositionsAhead(*found)
 
 
 def _sleep(seconds: float) -> bool:

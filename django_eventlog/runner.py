@@ -28,7 +28,7 @@ from django.db import DatabaseError, connections
 from . import feed_queries, projection_locks
 from .conf import conf
 from .positions import Position
-from .projection_runs import ProjectionRun
+from .projection_runs import ProjectionRun, check_positions
 from .projections import load_projections, projections_database
 
 __all__ = ["Runner"]
@@ -76,6 +76,7 @@ class Runner:
         """Run until stopped (``once``: until every projection it can run has
         caught up); the events each handled."""
         handled = dict.fromkeys(self.runs, 0)
+        check_positions(self.using)
         try:
             while not self._stopping.is_set():
                 try:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection, transaction
 
-from django_eventlog import Event, Log, LogState
+from django_eventlog import Event, FeedPositionsAhead, Log, LogState
+from django_eventlog.models import ProjectionCheckpoint
+from django_eventlog.projections import catch_up
 from tests.domain import Deposited, Opened
 from tests.sessions import Session
 
@@ -155,3 +159,32 @@ def test_inside_its_own_transaction_a_reader_sees_its_own_events() -> None:
         state = Log.objects.create_log(Opened("a"), kind="account")
         Log.objects.append(state, Deposited(1))
         assert feed_keys() == [(state.log_id, 0), (state.log_id, 1)]
+
+
+def test_positions_copied_from_another_cluster_stop_the_runners(settings: Any) -> None:
+    """After a logical restore the stored txids can be ahead of the new
+    cluster's transaction ids: new events would sort before positions
+    already delivered. catch_up and the runner refuse, naming the repair."""
+    settings.EVENTLOG_PROJECTIONS = ["tests.projections.Balances"]
+    state = Log.objects.create_log(Opened("a"), kind="account")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+        current = int(cursor.fetchone()[0])
+    copied = (7 << 32) + 5  # as a restore from an older, busier cluster
+    with transaction.atomic(), connection.cursor() as cursor:
+        # Past the triggers, as pg_restore's COPY writes rows.
+        cursor.execute("SET LOCAL session_replication_role = replica")
+        cursor.execute(
+            "INSERT INTO django_eventlog_event "
+            '(log_id, "index", type, payload, recorded_at, txid) '
+            "VALUES (%s, 1, 'tests.deposited', '{\"amount\": 1}', now(), %s)",
+            [state.log_id, copied],
+        )
+    with pytest.raises(FeedPositionsAhead) as raised:
+        catch_up()
+    assert raised.value.stored == copied
+    assert raised.value.current >= current
+    assert "pg_resetwal -e 7 -x 6" in str(raised.value)
+    with pytest.raises(CommandError, match="pg_resetwal"):
+        call_command("eventlog_projections", "run", "--once")
+    assert not ProjectionCheckpoint.objects.exists()

@@ -88,6 +88,14 @@ class FeedStatements:
             )
         else:
             self.head = f"SELECT NULL, max({id_}) FROM {event_table}"
+        #: The greatest stored txid and the next transaction id of the
+        #: cluster (no parameters; PostgreSQL only): see ``ahead``.
+        self.ahead: str | None = None
+        if postgresql:
+            self.ahead = (
+                f"SELECT (SELECT {txid} FROM {event_table} ORDER BY {txid} DESC "
+                "LIMIT 1), pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+            )
         #: Committed events the horizon holds back now: at most %s of them.
         self.held_back: str | None = None
         if postgresql:
