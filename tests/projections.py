@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from django_eventlog import FeedRecord
 from django_eventlog.projections import Projection
@@ -80,3 +80,13 @@ ALL = [
     "tests.projections.Fragile",
     "tests.projections.Mailer",
 ]
+
+
+def configure(settings: Any) -> None:
+    """Run the projections above (pytest-django's ``settings``), retrying at
+    once, from their first state."""
+    settings.EVENTLOG_PROJECTIONS = ALL
+    settings.EVENTLOG_PROJECTION_RETRY_DELAY = 0.001
+    Mailer.sent = []
+    Mailer.fail_on = None
+    Fragile.poison = 13

@@ -55,11 +55,7 @@ class Shouting(Projection):
 
 @pytest.fixture(autouse=True)
 def configured(settings: Any) -> None:
-    settings.EVENTLOG_PROJECTIONS = projections.ALL
-    settings.EVENTLOG_PROJECTION_RETRY_DELAY = 0.001
-    projections.Mailer.sent = []
-    projections.Mailer.fail_on = None
-    projections.Fragile.poison = 13
+    projections.configure(settings)
 
 
 def account(*amounts: int) -> LogState:

@@ -31,11 +31,7 @@ NAMES = ("tests.balances", "tests.fragile", "tests.mailer")
 
 @pytest.fixture(autouse=True)
 def configured(settings: Any) -> None:
-    settings.EVENTLOG_PROJECTIONS = projections.ALL
-    settings.EVENTLOG_PROJECTION_RETRY_DELAY = 0.001
-    projections.Mailer.sent = []
-    projections.Mailer.fail_on = None
-    projections.Fragile.poison = 13
+    projections.configure(settings)
 
 
 def command(*args: str) -> tuple[str, str]:

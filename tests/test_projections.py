@@ -27,11 +27,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def configured(settings: Any) -> None:
-    settings.EVENTLOG_PROJECTIONS = projections.ALL
-    settings.EVENTLOG_PROJECTION_RETRY_DELAY = 0.001
-    projections.Mailer.sent = []
-    projections.Mailer.fail_on = None
-    projections.Fragile.poison = 13
+    projections.configure(settings)
 
 
 def accounts(*deposits: list[int], kind: str = "account") -> list[LogState]:
