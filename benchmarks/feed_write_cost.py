@@ -26,7 +26,9 @@ starting with the other one, a CHECKPOINT before each measurement):
 
 * **A**: ``--logs`` logs x 10 events from this process through
   ``Log.objects.create_log`` and ``append``, each event its own transaction,
-  as ``eventstores.py`` A (its ``write_logs``);
+  as ``eventstores.py`` A (its ``write_logs``), in slices of 100 logs, the
+  two variants taking turns slice by slice (after 5 untimed logs on each
+  fresh connection), so that a burst of load falls on both alike;
 * **B**: the same split between 4 spawned processes, as ``eventstores.py`` B;
 * **S**: the same writes as A in a PL/pgSQL loop inside the server, in one
   transaction: what the ``INSERT`` costs the server, with no client, network
@@ -81,6 +83,8 @@ TARGET = 0.95
 #: Untimed logs written after each switch of database: the new connection
 #: prepares its statements and fills its caches before the clock starts.
 WARM_UP_LOGS = 5
+#: A's logs per slice: A alternates the variants every SLICE logs.
+SLICE = 100
 
 # S: A's writes in the server, as the library makes them (the log and event
 # 0 in one statement, then a plain INSERT per event), one transaction.
@@ -126,13 +130,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("-r", "--rounds", type=int, default=9, help="rounds (9)")
     parser.add_argument(
-        "--quick", action="store_true", help="20 logs, 3 rounds: seconds, for CI"
+        "--quick", action="store_true", help="100 logs, 3 rounds: seconds, for CI"
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.logs, args.server_logs, args.rounds = 20, 20, 3
-    if args.rounds < 3 or args.logs < WORKERS or args.server_logs < 1:
-        parser.error(f"--rounds must be at least 3 and --logs at least {WORKERS}")
+        args.logs, args.server_logs, args.rounds = SLICE, 20, 3
+    if args.rounds < 3 or args.logs < SLICE or args.server_logs < 1:
+        parser.error(f"--rounds must be at least 3 and --logs at least {SLICE}")
     return args
 
 
@@ -234,6 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scenario: {variant: [] for variant in VARIANTS} for scenario in "ABS"
     }
     per_worker = args.logs // WORKERS
+    slices = max(1, args.logs // SLICE)
     with throwaway_database() as name:
         settings.DEBUG = False  # no query log
         params = server()
@@ -245,13 +250,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             assert shapes == {FEED: (True, True, True), NO_FEED: (False, False, False)}
             store = make_store("ours", params)
 
-            def measure_a(variant: str) -> float:
-                use(databases[variant])
-                write_logs(store, WARM_UP_LOGS)
-                checkpoint()
-                start = time.perf_counter()
-                events = write_logs(store, args.logs)
-                return events / (time.perf_counter() - start)
+            def measure_a(turn: Sequence[str]) -> dict[str, float]:
+                # Slices of SLICE logs, the variants in turns, so a burst of
+                # load on a shared machine falls on both alike.
+                seconds = dict.fromkeys(VARIANTS, 0.0)
+                for n in range(slices):
+                    for variant in turn if n % 2 == 0 else turn[::-1]:
+                        use(databases[variant])
+                        write_logs(store, WARM_UP_LOGS)
+                        checkpoint()
+                        start = time.perf_counter()
+                        write_logs(store, SLICE)
+                        seconds[variant] += time.perf_counter() - start
+                events = slices * SLICE * EVENTS_PER_LOG
+                return {variant: events / seconds[variant] for variant in VARIANTS}
 
             def measure_b(variant: str) -> float:
                 use(databases[variant])
@@ -272,12 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return float(rows[0][0])
 
             measures: dict[str, Callable[[str], float]] = {
-                "A": measure_a,
                 "B": measure_b,
                 "S": measure_s,
             }
             for n in range(args.rounds):
                 turn = VARIANTS if n % 2 == 0 else VARIANTS[::-1]
+                for variant, rate in measure_a(turn).items():
+                    measured["A"][variant].append(rate)
                 for scenario, measure in measures.items():
                     for variant in turn:
                         measured[scenario][variant].append(measure(variant))
@@ -289,7 +302,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             expected = (
                 args.rounds
                 * EVENTS_PER_LOG
-                * (args.logs + WARM_UP_LOGS + per_worker * WORKERS + args.server_logs)
+                * (
+                    slices * (SLICE + WARM_UP_LOGS)
+                    + per_worker * WORKERS
+                    + args.server_logs
+                )
             )
             assert all(c == [(expected,)] for c in counts.values()), counts
             use(name)
@@ -307,7 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         + ("server-side binding, prepared" if prepared else "client-side binding")
     )
     print(
-        f"# A: {args.logs:,} logs x {EVENTS_PER_LOG} events, 1 process; "
+        f"# A: {slices * SLICE:,} logs x {EVENTS_PER_LOG} events, 1 process, "
+        f"the variants in turns every {SLICE} logs; "
         f"B: {WORKERS} processes x {per_worker:,} logs x {EVENTS_PER_LOG}; "
         f"S: {args.server_logs:,} logs x {EVENTS_PER_LOG} in the server; "
         f"{args.rounds} rounds, the variants in turns; medians"
