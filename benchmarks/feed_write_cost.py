@@ -14,8 +14,8 @@ Two databases on one server, made and dropped by the run:
   empty) with migration 0007 reversed by its own ``BACKWARDS`` statements:
   the index dropped, migration 0005's trigger function back (it checks the
   previous event with ``EXISTS`` and sets nothing), the column dropped. So
-  the difference is exactly what 0007 added: the column's 8 bytes a row, the
-  second index's entry, and the trigger's reading and setting of ``txid``.
+  the difference is exactly what 0007 added: the column's 8 bytes a row, an
+  entry in the feed index, and the trigger's reading and setting of ``txid``.
   The dropped column costs the rows nothing (a dropped column reads as NULL
   from the null bitmap, which these rows carry anyway for their NULL
   idempotency key).
@@ -30,9 +30,11 @@ starting with the other one, a CHECKPOINT before each measurement):
   two variants taking turns slice by slice (after 5 untimed logs on each
   fresh connection), so that a burst of load falls on both alike;
 * **B**: the same split between 4 spawned processes, as ``eventstores.py`` B;
-* **S**: the same writes as A in a PL/pgSQL loop inside the server, in one
-  transaction: what the ``INSERT`` costs the server, with no client, network
-  or commit, whose noise on a shared machine is larger than the difference.
+* **S**: the same writes as A in a PL/pgSQL loop inside the server, one
+  transaction per call: what the ``INSERT`` costs the server, with no
+  client, network or commit, whose noise on a shared machine is larger than
+  the difference; ``--server-logs`` logs in 10 slices, the variants taking
+  turns slice by slice.
 
 It prints each round's ratio (events/s with the feed / without: below 1,
 the feed costs) and their median, the target's verdict for A and B, and for
@@ -40,8 +42,8 @@ S the µs per event each way and the difference. Run ``make bench`` (after
 ``eventstores.py``; PostgreSQL with default durability), or with a server's
 PG* variables set::
 
-    python benchmarks/feed_write_cost.py          # ~3 minutes
-    python benchmarks/feed_write_cost.py --quick  # seconds, for CI
+    python benchmarks/feed_write_cost.py          # ~6 minutes on 2 CPUs
+    python benchmarks/feed_write_cost.py --quick  # ~25 s, for CI
 
 ``EVENTLOG_PG_PREPARE=1`` (as ``make bench`` sets it) turns on server-side
 binding with prepared statements.
@@ -57,7 +59,7 @@ import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,8 @@ TARGET = 0.95
 WARM_UP_LOGS = 5
 #: A's logs per slice: A alternates the variants every SLICE logs.
 SLICE = 100
+#: S alternates the variants this many times a round.
+SERVER_SLICES = 10
 
 # S: A's writes in the server, as the library makes them (the log and event
 # 0 in one statement, then a plain INSERT per event), one transaction.
@@ -134,9 +138,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.quick:
-        args.logs, args.server_logs, args.rounds = SLICE, 20, 3
-    if args.rounds < 3 or args.logs < SLICE or args.server_logs < 1:
-        parser.error(f"--rounds must be at least 3 and --logs at least {SLICE}")
+        args.logs, args.server_logs, args.rounds = SLICE, 2 * SERVER_SLICES, 3
+    if args.rounds < 3 or args.logs < SLICE or args.server_logs < SERVER_SLICES:
+        parser.error(
+            f"--rounds must be at least 3, --logs at least {SLICE} "
+            f"and --server-logs at least {SERVER_SLICES}"
+        )
     return args
 
 
@@ -274,26 +281,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )  # fmt: skip
                 return events / wall
 
-            def measure_s(variant: str) -> float:
-                use(databases[variant])
-                checkpoint()
-                rows = execute(
-                    "SELECT feed_bench_appends(%s, %s)",
-                    [args.server_logs, EVENTS_PER_LOG],
-                )
-                return float(rows[0][0])
+            def measure_s(turn: Sequence[str]) -> dict[str, float]:
+                # In slices too, as A: the server's CPU is what load takes.
+                micros = dict.fromkeys(VARIANTS, 0.0)
+                for n in range(SERVER_SLICES):
+                    for variant in turn if n % 2 == 0 else turn[::-1]:
+                        use(databases[variant])
+                        # Untimed: the session compiles the two functions.
+                        execute("SELECT feed_bench_appends(1, %s)", [EVENTS_PER_LOG])
+                        checkpoint()
+                        rows = execute(
+                            "SELECT feed_bench_appends(%s, %s)",
+                            [args.server_logs // SERVER_SLICES, EVENTS_PER_LOG],
+                        )
+                        micros[variant] += float(rows[0][0]) / SERVER_SLICES
+                return micros
 
-            measures: dict[str, Callable[[str], float]] = {
-                "B": measure_b,
-                "S": measure_s,
-            }
             for n in range(args.rounds):
                 turn = VARIANTS if n % 2 == 0 else VARIANTS[::-1]
                 for variant, rate in measure_a(turn).items():
                     measured["A"][variant].append(rate)
-                for scenario, measure in measures.items():
-                    for variant in turn:
-                        measured[scenario][variant].append(measure(variant))
+                for variant in turn:
+                    measured["B"][variant].append(measure_b(variant))
+                for variant, cost in measure_s(turn).items():
+                    measured["S"][variant].append(cost)
                 progress(f"  round {n + 1}/{args.rounds} done")
             counts = {}
             for variant, db in databases.items():
@@ -305,7 +316,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 * (
                     slices * (SLICE + WARM_UP_LOGS)
                     + per_worker * WORKERS
-                    + args.server_logs
+                    + (args.server_logs // SERVER_SLICES + 1) * SERVER_SLICES
                 )
             )
             assert all(c == [(expected,)] for c in counts.values()), counts
