@@ -16,7 +16,7 @@ The unfiltered page, after an event in the middle of the table, must be an
 ``Index Scan`` of ``django_eventlog_event_feed_idx`` bounded by the position
 (an ``Index Cond``), with no ``Sort``. The filtered pages (a rare type, a
 rare kind) are run and checked, and their plans and times printed, but not
-held to a plan: the planner rightly picks by how rare the filter is (at 10M
+held to a plan: the planner picks by its estimate of the filter (at 10M
 events, the rare type walks the feed index and filters; the rare kind reads
 that kind's logs by the kind index and sorts their events), and neither has
 an index of its own (``docs/performance.md``, "What the feed costs").
@@ -139,13 +139,15 @@ def test_feed_page_is_a_range_scan_of_its_index() -> None:
                 # The position bounds the range read (the horizon may too).
                 assert "ROW(txid, id) > ROW(" in scans[0].get("Index Cond", ""), text
                 assert not [n for n in nodes(plan) if "Sort" in n["Node Type"]], text
-            start = time.perf_counter()
-            cursor.execute(query, params)
-            rows = cursor.fetchall()
-            took = time.perf_counter() - start
-            assert len(rows) == LIMIT
-            assert (rows[0][0], rows[0][1]) > tuple(after)
+            took = []
+            for _ in range(2):  # the first read after the load, then again
+                start = time.perf_counter()
+                cursor.execute(query, params)
+                rows = cursor.fetchall()
+                took.append(f"{(time.perf_counter() - start) * 1000:.1f}")
+                assert len(rows) == LIMIT
+                assert (rows[0][0], rows[0][1]) > tuple(after)
             report.append(
-                f"page({len(kinds)}, {len(types)}): {took * 1000:.1f} ms, {shape}"
+                f"page({len(kinds)}, {len(types)}): {' then '.join(took)} ms, {shape}"
             )
     print("; ".join(report), f"; {time.perf_counter() - started:.1f} s in all")
