@@ -140,14 +140,15 @@ def test_feed_page_is_a_range_scan_of_its_index() -> None:
                 assert "ROW(txid, id) > ROW(" in scans[0].get("Index Cond", ""), text
                 assert not [n for n in nodes(plan) if "Sort" in n["Node Type"]], text
             took = []
-            for _ in range(2):  # the first read after the load, then again
+            for _ in range(3):  # the first read after the load, then the best
                 start = time.perf_counter()
                 cursor.execute(query, params)
                 rows = cursor.fetchall()
-                took.append(f"{(time.perf_counter() - start) * 1000:.1f}")
+                took.append((time.perf_counter() - start) * 1000)
                 assert len(rows) == LIMIT
                 assert (rows[0][0], rows[0][1]) > tuple(after)
             report.append(
-                f"page({len(kinds)}, {len(types)}): {' then '.join(took)} ms, {shape}"
+                f"page({len(kinds)}, {len(types)}): {took[0]:.1f} ms first, "
+                f"{min(took[1:]):.1f} ms at best, {shape}"
             )
     print("; ".join(report), f"; {time.perf_counter() - started:.1f} s in all")
