@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Run benchmarks/eventstores.py (called by `make bench`).
+# Run benchmarks/eventstores.py, then benchmarks/feed_write_cost.py (called
+# by `make bench`).
 #
-#   scripts/bench.sh [ARGS]     ARGS go to the benchmark: --quick, --huge,
-#                               --only AD, --stores ours,raw, -r 5 (see --help)
+#   scripts/bench.sh [ARGS]     ARGS go to eventstores.py: --quick, --huge,
+#                               --only AD, --stores ours,raw, -r 5 (see --help);
+#                               feed_write_cost.py gets --quick if ARGS has it
 #
 # PostgreSQL: the server PGHOST (PGPORT, PGUSER, PGPASSWORD) names, if set;
 # otherwise a throwaway cluster on 127.0.0.1 with PostgreSQL's default
@@ -36,3 +38,8 @@ if [[ -z ${REDIS_URL:-} ]]; then
 fi
 export EVENTLOG_PG_PREPARE=${EVENTLOG_PG_PREPARE:-1}
 "$VENV/bin/python" benchmarks/eventstores.py "$@"
+declare -a FEED_ARGS=()
+for arg in "$@"; do
+    if [[ $arg == --quick ]]; then FEED_ARGS=(--quick); fi
+done
+"$VENV/bin/python" benchmarks/feed_write_cost.py "${FEED_ARGS[@]}"

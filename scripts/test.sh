@@ -194,8 +194,9 @@ do_postgresql() {
     step "start PostgreSQL" start_pg
     if [[ ${SUMMARY[-1]} == ok* ]]; then
         step "pytest (PostgreSQL)" with_db postgresql run_pytest -m "not packaging"
-        # Not timed: a tiny run keeps the comparison benchmark working.
-        step "benchmarks/eventstores.py (quick)" bash scripts/bench.sh --quick
+        # Not timed: a tiny run keeps the comparison benchmarks working.
+        step "benchmarks/eventstores.py, feed_write_cost.py (quick)" \
+            bash scripts/bench.sh --quick
         step "benchmarks/gap_guard.py (quick)" python benchmarks/gap_guard.py --quick
         [[ ${WITH_COMPAT:-0} == 1 ]] && do_compat
     fi
