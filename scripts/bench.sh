@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Run benchmarks/eventstores.py (called by `make bench`).
+# Run benchmarks/eventstores.py, then benchmarks/read_side.py (called by
+# `make bench`).
 #
-#   scripts/bench.sh [ARGS]     ARGS go to the benchmark: --quick, --huge,
-#                               --only AD, --stores ours,raw, -r 5 (see --help)
+#   scripts/bench.sh [ARGS]     ARGS go to eventstores.py: --quick, --huge,
+#                               --only AD, --stores ours,raw, -r 5 (see --help);
+#                               read_side.py gets --quick only
 #
 # PostgreSQL: the server PGHOST (PGPORT, PGUSER, PGPASSWORD) names, if set;
 # otherwise a throwaway cluster on 127.0.0.1 with PostgreSQL's default
@@ -36,3 +38,8 @@ if [[ -z ${REDIS_URL:-} ]]; then
 fi
 export EVENTLOG_PG_PREPARE=${EVENTLOG_PG_PREPARE:-1}
 "$VENV/bin/python" benchmarks/eventstores.py "$@"
+read_side_args=()
+for arg in "$@"; do
+    [[ $arg == --quick ]] && read_side_args+=(--quick)
+done
+"$VENV/bin/python" benchmarks/read_side.py "${read_side_args[@]}"
