@@ -4,7 +4,8 @@
 ``django_eventlog_event`` made with ``CREATE TABLE ... (LIKE ... INCLUDING
 ALL)``: the same columns, defaults, identity, CHECK and UNIQUE constraints and
 indexes, plus the foreign key. Nothing else is on the path: no ORM, no
-validation, no round-trip check of the JSON, no trigger.
+validation, no round-trip check of the JSON, no trigger (the feed's ``txid``
+is the writing transaction's id, given in the ``INSERT``).
 
 * An append is one ``INSERT ... VALUES`` in autocommit; UNIQUE (log, index)
   is the concurrency check. A create is the log row and its first event in
@@ -40,9 +41,13 @@ SELECT = (
     "SELECT index, type, payload::text, recorded_at, idempotency_key "
     "FROM raw_event WHERE log_id = %s AND index >= %s ORDER BY index"
 )
+# The feed's column (migration 0007) gets the writing transaction's id, as
+# the library's trigger gives it (without the trigger's look at the event
+# before: there is no trigger here).
+TXID = "pg_current_xact_id()::text::bigint"
 INSERT_EVENT = (
     "INSERT INTO raw_event (log_id, index, type, payload, recorded_at, "
-    "idempotency_key) VALUES (%s, %s, 'bench.credited', %s, %s, NULL)"
+    f"idempotency_key, txid) VALUES (%s, %s, 'bench.credited', %s, %s, NULL, {TXID})"
 )
 
 Handle = tuple[uuid.UUID, int]  # (log id, next index)
@@ -144,8 +149,9 @@ class RawStore:
         with self.conn.transaction():
             log_id = self._insert_log(now)
             self.conn.execute(
-                "INSERT INTO raw_event (log_id, index, type, payload, recorded_at) "
-                "SELECT %s, i, 'bench.credited', %s::jsonb, %s "
+                "INSERT INTO raw_event "
+                "(log_id, index, type, payload, recorded_at, txid) "
+                f"SELECT %s, i, 'bench.credited', %s::jsonb, %s, {TXID} "
                 "FROM generate_series(0, %s - 1) AS i",
                 [log_id, _payload(1), now, count],
             )

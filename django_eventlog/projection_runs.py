@@ -70,11 +70,13 @@ class Handler(Protocol):
 @dataclasses.dataclass(frozen=True)
 class Outcome:
     """What one step did: events handled, whether it reached the end of what
-    the feed delivers now, whether the projection is failed (stopped)."""
+    the feed delivers now, whether the projection is failed (stopped), and
+    where its checkpoint stands after it (None: not known)."""
 
     handled: int
     caught_up: bool
     failed: bool = False
+    position: str | None = None
 
 
 class _Failed(Exception):
@@ -133,17 +135,13 @@ class ProjectionRun:
         while stop is None or not stop():
             outcome = self.step()
             total += outcome.handled
-            if outcome.caught_up or outcome.failed or self._reached(head):
+            if outcome.caught_up or outcome.failed:
+                break
+            # At the end of what the feed delivered when this began: done,
+            # so that a busy feed does not keep a catch-up going for ever.
+            if head is None or parse_position(outcome.position or None) >= head:
                 break
         return total
-
-    def _reached(self, head: Position | None) -> bool:
-        """Whether the checkpoint is at or past ``head`` (so that a busy feed
-        does not keep a catch-up going for ever)."""
-        if head is None:
-            return True
-        position = self.checkpoint().position
-        return parse_position(position or None) >= head
 
     def step(self, limit: int | None = None) -> Outcome:
         """One batch of at most ``limit`` events (the batch size)."""
@@ -198,8 +196,8 @@ class ProjectionRun:
                     return Outcome(0, caught_up=True, failed=True)
                 head = feed_queries.head(self.using) if filtered else None
                 records = self._handle(checkpoint.position, limit)
-                self._advance(checkpoint, records, limit, head)
-                return Outcome(len(records), caught_up=len(records) < limit)
+                position = self._advance(checkpoint, records, limit, head)
+                return Outcome(len(records), len(records) < limit, position=position)
         checkpoint = self.checkpoint()
         if checkpoint.state == State.FAILED:
             return Outcome(0, caught_up=True, failed=True)
@@ -212,8 +210,8 @@ class ProjectionRun:
                 self._advance(checkpoint, failed.done, limit=len(failed.done) + 1)
                 failed.offset, failed.saved = 0, len(failed.done)
             raise
-        self._advance(checkpoint, records, limit, head)
-        return Outcome(len(records), caught_up=len(records) < limit)
+        position = self._advance(checkpoint, records, limit, head)
+        return Outcome(len(records), len(records) < limit, position=position)
 
     def _locked_checkpoint(self) -> ProjectionCheckpoint:
         manager = ProjectionCheckpoint.objects.using(self.using)
@@ -246,10 +244,10 @@ class ProjectionRun:
         records: list[FeedRecord],
         limit: int,
         head: Position | None = None,
-    ) -> None:
+    ) -> str:
         """Move the checkpoint past ``records`` (and, when the batch found
         fewer than ``limit``, to ``head`` if that is further), if it is
-        still where the batch began; ``_Moved`` if not."""
+        still where the batch began; ``_Moved`` if not. Where it stands now."""
         caught_up = len(records) < limit
         position = records[-1].position if records else checkpoint.position
         if caught_up and head is not None and head > parse_position(position or None):
@@ -262,7 +260,7 @@ class ProjectionRun:
         if caught_up and checkpoint.state == State.REBUILDING:
             changes["state"] = State.RUNNING
         if len(changes) == 1:
-            return  # nothing new: no write
+            return position  # nothing new: no write
         moved = (
             ProjectionCheckpoint.objects.using(self.using)
             .filter(name=self.name, position=checkpoint.position)
@@ -270,6 +268,7 @@ class ProjectionRun:
         )
         if moved != 1:
             raise _Moved
+        return position
 
     def _stop(self, failed: _Failed) -> None:
         logger.error(

@@ -33,6 +33,10 @@ from .projections import load_projections, projections_database
 
 __all__ = ["Runner"]
 
+#: What a projection has seen of the feed before its first batch (the
+#: feed's end may be None: an empty feed).
+_UNSEEN = object()
+
 logger = logging.getLogger("django_eventlog.projections")
 
 #: Seconds between tries to take the locks of projections another runner has.
@@ -116,9 +120,7 @@ class Runner:
         for name in self.runs:
             if self._stopping.is_set():
                 break
-            if name not in self._held or (
-                head is not None and self._seen.get(name) == head
-            ):
+            if name not in self._held or self._seen.get(name, _UNSEEN) == head:
                 continue
             outcome = self.runs[name].step()
             handled[name] += outcome.handled

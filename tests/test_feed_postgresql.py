@@ -7,6 +7,7 @@ commits, and choose the order of every step.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +19,7 @@ from django.db import connection, transaction
 from django_eventlog import Event, FeedPositionsAhead, Log, LogState
 from django_eventlog.models import ProjectionCheckpoint
 from django_eventlog.projections import catch_up
+from django_eventlog.sql import feed_statements
 from tests.domain import Deposited, Opened
 from tests.sessions import Session
 
@@ -188,3 +190,26 @@ def test_positions_copied_from_another_cluster_stop_the_runners(settings: Any) -
     with pytest.raises(CommandError, match="pg_resetwal"):
         call_command("eventlog_projections", "run", "--once")
     assert not ProjectionCheckpoint.objects.exists()
+
+
+def test_a_page_past_the_statistics_reads_the_feed_index_in_order() -> None:
+    """Events newer than the last ANALYZE: the page is still a walk of the
+    feed index that stops at the limit, not a join of everything after the
+    position and a sort (the kind is read per row)."""
+    state = Log.objects.create_log(Opened("a"), kind="account")
+    for start in range(1, 2001, 100):
+        state = Log.objects.append(
+            state, [Deposited(n) for n in range(start, start + 100)]
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE django_eventlog_event")
+        cursor.execute("ANALYZE django_eventlog_log")
+    state = Log.objects.append(state, [Deposited(n) for n in range(100)])
+    last = Event.objects.get(log_id=state.log_id, index=2000)
+    query = feed_statements(connection).page(0, 0)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (FORMAT JSON) " + query, [last.txid, last.pk, 500])
+        plan = json.dumps(cursor.fetchone()[0])
+    assert "django_eventlog_event_feed_idx" in plan
+    assert '"Sort"' not in plan
+    assert "Join" not in plan

@@ -13,6 +13,7 @@ from django.db import connections
 
 from django_eventlog import Log
 from django_eventlog import runner as runner_module
+from django_eventlog.projection_runs import ProjectionRun
 from django_eventlog.runner import Runner
 from tests import projections
 from tests.domain import Deposited, Opened
@@ -86,3 +87,38 @@ def test_a_held_horizon_is_logged_with_the_transaction_that_holds_it(
         runner.stop()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_an_idle_runner_on_an_empty_feed_runs_no_batches(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Idle, a runner looks at the end of the feed once a poll and runs a
+    projection's batch only when that end moved (here: never, it is empty)."""
+    settings.EVENTLOG_PROJECTIONS = ["tests.projections.Balances"]
+    settings.EVENTLOG_PROJECTION_POLL_INTERVAL = 0.01
+    steps = []
+    original = ProjectionRun.step
+
+    def counted(self: ProjectionRun, limit: int | None = None) -> Any:
+        steps.append(time.monotonic())
+        return original(self, limit)
+
+    monkeypatch.setattr(ProjectionRun, "step", counted)
+    runner = Runner()
+    thread = run_in_thread(runner)
+    try:
+        time.sleep(1.0)  # about 100 polls
+    finally:
+        runner.stop()
+        thread.join(10)
+    assert len(steps) == 1  # the first look, then nothing new
+    Log.objects.create_log(Opened("a"), kind="account")
+    runner = Runner()
+    thread = run_in_thread(runner)
+    try:
+        assert wait_for(lambda: len(steps) >= 2)
+        time.sleep(0.5)
+    finally:
+        runner.stop()
+        thread.join(10)
+    assert len(steps) == 2
