@@ -136,7 +136,7 @@ class RunnerProcess:
 
 
 def wait_until(
-    predicate: Callable[[], T], timeout: float, what: str, interval: float = 0.05
+    predicate: Callable[[], T | None], timeout: float, what: str, interval: float = 0.05
 ) -> T:
     """The first true value of ``predicate()``; fails after ``timeout`` s."""
     deadline = time.monotonic() + timeout
@@ -155,7 +155,12 @@ class DjangoPool:
 
     def __init__(self, env: dict[str, str], processes: int = 1) -> None:
         context = multiprocessing.get_context("spawn")
-        self.pool: Pool = context.Pool(processes, _set_up, (env,))
+        ready = context.Semaphore(0)
+        self.pool: Pool = context.Pool(processes, _set_up, (env, ready))
+        # Every process is up before the first task, so that tasks given
+        # together start together.
+        for _ in range(processes):
+            assert ready.acquire(timeout=120), "a pool process did not start"
 
     def __enter__(self) -> DjangoPool:
         return self
@@ -165,12 +170,13 @@ class DjangoPool:
         self.pool.join()
 
 
-def _set_up(env: dict[str, str]) -> None:
+def _set_up(env: dict[str, str], ready: Any) -> None:
     os.environ.clear()
     os.environ.update(env)
     import django
 
     django.setup()
+    ready.release()
 
 
 # What the database holds (run where Django is set up on that database)

@@ -111,7 +111,9 @@ def test_one_runner_per_projection_and_a_killed_ones_taken_over(
         assert lines[name].endswith(f", run by pid {pid}"), status.stdout
 
     new_accounts(3, 5)  # written while the runners run
-    wait_until(lambda: one_holder_each() and converged(FOLDS), 30, "convergence")
+    wait_until(
+        lambda: one_holder_each() is not None and converged(FOLDS), 30, "convergence"
+    )
 
     victim = next(r for r in runners if r.label == holders["tests.fold.a"][0])
     orphaned = [name for name, held in holders.items() if held == [victim.label]]
@@ -162,8 +164,8 @@ def test_sigterm_finishes_the_batch_at_hand_and_exits_0(
                 "AND now() - xact_start < interval '0.3 seconds'",
                 [runner.label],
             )
-            in_batch = cursor.fetchone()[0] == 1
-        return in_batch and checkpoint("tests.slow").get("handled", 0) >= 40
+            in_batch = bool(cursor.fetchone()[0] == 1)
+        return in_batch and int(checkpoint("tests.slow").get("handled", 0)) >= 40
 
     wait_until(early_in_a_batch, 60, "a batch after the first two", interval=0.01)
     before = checkpoint("tests.slow")["handled"]
