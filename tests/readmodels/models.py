@@ -34,3 +34,24 @@ class Handled(models.Model):
 
     def __str__(self) -> str:
         return f"{self.projection} {self.log_id}[{self.index}]"
+
+
+class Folded(models.Model):
+    """One projection's fold of one account log: balance, last index, and how
+    many events it applied (``tests.projections.Folding``)."""
+
+    projection = models.CharField(max_length=100)
+    log_id = models.UUIDField()
+    balance = models.BigIntegerField(default=0)
+    last_index = models.IntegerField(default=-1)
+    events = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["projection", "log_id"], name="folded_once_per_log"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.projection} {self.log_id}: {self.balance}"
