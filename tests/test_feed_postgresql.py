@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection, transaction
+from django.test import override_settings
 
 from django_eventlog import Event, FeedPositionsAhead, Log, LogState
 from django_eventlog.models import ProjectionCheckpoint
@@ -213,3 +214,12 @@ def test_a_page_past_the_statistics_reads_the_feed_index_in_order() -> None:
     assert "django_eventlog_event_feed_idx" in plan
     assert '"Sort"' not in plan
     assert "Join" not in plan
+
+
+def test_the_events_of_the_own_transaction_are_not_ahead() -> None:
+    """Inside a transaction that wrote events (a TestCase, a handler), its
+    own transaction id is the latest: not a sign of copied positions."""
+    settings_paths = ["tests.projections.Balances"]
+    with transaction.atomic(), override_settings(EVENTLOG_PROJECTIONS=settings_paths):
+        Log.objects.create_log([Opened("a"), Deposited(1)], kind="account")
+        assert catch_up() == {"tests.balances": 2}

@@ -97,9 +97,12 @@ class FeedStatements:
         #: cluster (no parameters; PostgreSQL only): see ``ahead``.
         self.ahead: str | None = None
         if postgresql:
+            # The next id: the snapshot's xmax, or past the reader's own
+            # id when that is the latest given out (xmax does not count it).
             self.ahead = (
                 f"SELECT (SELECT {txid} FROM {event_table} ORDER BY {txid} DESC "
-                "LIMIT 1), pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
+                "LIMIT 1), GREATEST(pg_snapshot_xmax(pg_current_snapshot())"
+                "::text::bigint, pg_current_xact_id_if_assigned()::text::bigint + 1)"
             )
         #: Committed events the horizon holds back now: at most %s of them.
         self.held_back: str | None = None
