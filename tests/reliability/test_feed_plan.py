@@ -35,7 +35,7 @@ from django.db import connection
 
 from django_eventlog.sql import feed_statements
 
-pytestmark = pytest.mark.postgresql
+pytestmark = [pytest.mark.postgresql, pytest.mark.scale]
 
 SIZE = 10_000_000
 LOGS = SIZE // 100

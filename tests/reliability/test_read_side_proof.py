@@ -176,6 +176,7 @@ def sqlite_seconds() -> float:
         pytest.fail(f"EVENTLOG_PROOF_SQLITE_SECONDS must be a number, got {value!r}")
 
 
+@pytest.mark.sqlite
 def test_no_skip_no_duplicate_per_log_order_on_sqlite(
     tmp_path: Path,
     runners_to_clean: list[Runners],
