@@ -16,8 +16,8 @@
 #   all         lint, sqlite, postgresql, then both suites again on the oldest
 #               (4.2, Python 3.10) and newest (6.x, Python 3.12+) Django,
 #               without the browser and packaging tests (no Playwright or build there),
-#               the scale ones (query plans, the main run has them) and, on
-#               PostgreSQL, the sqlite ones; the read side's proof for 8 s
+#               the scale and torture ones (the main Django's runs have them) and,
+#               on PostgreSQL, the sqlite ones; the read side's proof for 8 s
 #
 # Environment:
 #   VENV         virtualenv to use (default .venv; `make test` creates it)
@@ -96,7 +96,7 @@ finish() {
 # when PYTEST_ARGS narrows the selection.
 run_pytest() {
     local rc=0
-    "${PYTEST_PYTHON:-python}" -m pytest -ra "$@" "${EXTRA_PYTEST_ARGS[@]}" || rc=$?
+    "${PYTEST_PYTHON:-python}" -m pytest -ra --durations=10 "$@" "${EXTRA_PYTEST_ARGS[@]}" || rc=$?
     if [[ $rc -eq 5 ]]; then
         if [[ ${#EXTRA_PYTEST_ARGS[@]} -gt 0 ]]; then
             echo "scripts/test.sh: no tests selected by PYTEST_ARGS here; accepted" >&2
@@ -258,17 +258,20 @@ do_compat() {
         [[ ${SUMMARY[-1]} == ok* ]] || continue
         # These venvs have no Playwright or build: the browser and packaging
         # tests run in the main suites.
+        # The runs at millions of rows (scale) and the torture runs stress
+        # the database, not Django: the main Django's runs have them.
         step "pytest $django (SQLite)" with_db sqlite \
-            compat_pytest "$venv" -m "not postgresql and not browser and not packaging"
+            compat_pytest "$venv" \
+            -m "not postgresql and not browser and not packaging and not scale and not torture"
         # The newest Django also runs with server-side binding and prepared
         # statements (EVENTLOG_PG_PREPARE=1), the set-up the docs recommend.
         prepare=0
         [[ $venv == .venv-django6 ]] && prepare=1
-        # The query plans at 10M rows (scale) are the database's, whatever
-        # Django: the main run has them. The read side's proof runs shorter.
+        # On PostgreSQL, the sqlite ones too; the read side's proof runs
+        # shorter.
         step "pytest $django (PostgreSQL, EVENTLOG_PG_PREPARE=$prepare)" with_db postgresql \
             with_prepare $prepare short_proof compat_pytest "$venv" \
-            -m "not browser and not packaging and not scale and not sqlite"
+            -m "not browser and not packaging and not scale and not torture and not sqlite"
     done
 }
 

@@ -92,6 +92,7 @@ def reduce_traced(log_id: uuid.UUID) -> tuple[Reduction[Counting], int]:
 
 
 @pytest.mark.django_db
+@pytest.mark.scale
 @override_settings(EVENTLOG_CHUNK_SIZE=CHUNK_SIZE)
 def test_reduce_peak_memory_does_not_grow_with_log_length() -> None:
     short_log = make_log(10_000)

@@ -152,7 +152,9 @@ def test_no_skip_no_duplicate_per_log_order_on_postgresql(
     assert w["interleave T2 committed"] >= 3
     assert figures.kills >= 2
     assert max(figures.takeovers) < 15
-    assert len(figures.holders) == 2  # both slots ran it, at some point
+    # Which runner takes over is a race (the survivor, or the one restarted
+    # in its place): each kill found a holder and a takeover (above).
+    assert figures.holders <= {"proof-0", "proof-1"}
     # The T2-first interleavings really happened: T2's append of index n+1
     # got T1's transaction id (greater than its own), as docs/read-side.md
     # says, and the feed still gave n before n+1 (checked above).
