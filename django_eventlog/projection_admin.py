@@ -50,6 +50,15 @@ def _event_link(log_id: Any, index: int | None, site: str) -> SafeString | str:
     )
 
 
+def _traceback_html(text: str) -> SafeString | str:
+    """A traceback, escaped and preformatted; "-" for none."""
+    if not text:
+        return "-"
+    return format_html(
+        '<pre class="eventlog-traceback" style="white-space: pre-wrap">{}</pre>', text
+    )
+
+
 def _status(checkpoint: ProjectionCheckpoint) -> ProjectionStatus | None:
     status = getattr(checkpoint, _STATUS, None)
     return status if isinstance(status, ProjectionStatus) else None
@@ -190,12 +199,7 @@ class ProjectionAdmin(ReadOnlyAdmin):
 
     @admin.display(description="last error")
     def traceback(self, checkpoint: ProjectionCheckpoint) -> SafeString | str:
-        if not checkpoint.last_error:
-            return "-"
-        return format_html(
-            '<pre class="eventlog-traceback" style="white-space: pre-wrap">{}</pre>',
-            checkpoint.last_error,
-        )
+        return _traceback_html(checkpoint.last_error)
 
 
 class ProjectionSkipAdmin(ReadOnlyAdmin):
@@ -231,9 +235,4 @@ class ProjectionSkipAdmin(ReadOnlyAdmin):
 
     @admin.display(description="error")
     def error_traceback(self, skipped: ProjectionSkip) -> SafeString | str:
-        if not skipped.error:
-            return "-"
-        return format_html(
-            '<pre class="eventlog-traceback" style="white-space: pre-wrap">{}</pre>',
-            skipped.error,
-        )
+        return _traceback_html(skipped.error)
