@@ -115,6 +115,20 @@ class RunnerProcess:
     def signal(self, signum: int) -> None:
         self.process.send_signal(signum)
 
+    def handles_sigterm(self) -> bool:
+        """Whether the process has installed its SIGTERM handler yet (Linux:
+        the ``SigCgt`` mask of ``/proc/PID/status``). Before that, during
+        Django's start-up, a SIGTERM kills it with the default action."""
+        status = Path(f"/proc/{self.pid}/status").read_text()
+        [caught] = [line for line in status.splitlines() if line.startswith("SigCgt:")]
+        return bool(int(caught.split()[1], 16) >> (signal.SIGTERM - 1) & 1)
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM it once it handles SIGTERM; its exit code."""
+        wait_until(self.handles_sigterm, 60, f"{self.label} to handle SIGTERM")
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
     def wait(self, timeout: float) -> int:
         try:
             return self.process.wait(timeout)

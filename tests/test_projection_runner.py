@@ -143,8 +143,7 @@ def test_one_runner_per_projection_and_a_killed_ones_taken_over(
     assert takeover < TAKEOVER_BOUND
     for runner in runners:
         if runner is not victim:
-            runner.signal(signal.SIGTERM)
-            assert runner.wait(30) == 0, runner.stderr()
+            assert runner.terminate(30) == 0, runner.stderr()
 
 
 def test_sigterm_finishes_the_batch_at_hand_and_exits_0(

@@ -83,9 +83,7 @@ class Runners:
 
     def terminate(self) -> None:
         for runner in self.live:
-            runner.signal(signal.SIGTERM)
-        for runner in self.live:
-            assert runner.wait(60) == 0, runner.stderr()
+            assert runner.terminate() == 0, runner.stderr()
 
     def cleanup(self) -> None:
         for runner in self.all:
