@@ -18,13 +18,14 @@ from collections.abc import Sequence
 from typing import TypeVar
 
 from asgiref.sync import sync_to_async
-from django.db import models
+from django.db import connections, models
 
 from . import feed_queries
 from .aggregates import FeedRecord
 from .conf import conf
 from .events import TYPE_NAME_MAX_LENGTH, DomainEvent
 from .exceptions import InvalidArgument
+from .log_kinds import kinds_of
 from .positions import Position, parse_position
 from .reads import LogReads
 from .records import decode_feed_rows
@@ -110,7 +111,9 @@ def read_feed(
     """Up to ``limit`` records the feed delivers now after ``after``,
     decoded. Arguments as checked by :func:`feed_filters`."""
     rows = feed_queries.page(using, after, kinds, types, limit)
-    return decode_feed_rows(using, rows)
+    # Outside a transaction every row seen is committed.
+    keep = not connections[using].in_atomic_block
+    return decode_feed_rows(using, rows, kinds_of(using, rows, keep=keep))
 
 
 class LogFeed(LogReads[M]):

@@ -15,7 +15,16 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from .positions import Position
 from .sql import FeedRow, feed_statements, statements
 
-__all__ = ["ahead", "behind", "head", "held_back", "holder", "horizon", "page"]
+__all__ = [
+    "ahead",
+    "behind",
+    "head",
+    "held_back",
+    "holder",
+    "horizon",
+    "kinds",
+    "page",
+]
 
 
 def _position(connection: BaseDatabaseWrapper, after: Position) -> list[Any]:
@@ -33,11 +42,39 @@ def page(
     """Up to ``limit`` events the feed delivers now after ``after``, of one
     of ``kinds`` and ``types`` (empty: any), in feed order."""
     connection = connections[using]
-    query = feed_statements(connection).page(len(kinds), len(types))
+    feed = feed_statements(connection)
+    query = feed.page(len(kinds), len(types))
     params = [*_position(connection, after), *kinds, *types, limit]
     with connection.cursor() as cursor:
+        if feed.timestamptz_loader is not None:
+            # The psycopg cursor under Django's wrapper: for this cursor only.
+            cursor.cursor.adapters.register_loader(
+                "timestamptz", feed.timestamptz_loader
+            )
         cursor.execute(query, params)
         return cast("list[FeedRow]", cursor.fetchall())
+
+
+#: SQLite: the most ids in one query (its default limit of parameters was 999).
+_SQLITE_IDS = 500
+
+
+def kinds(using: str, log_ids: Sequence[Any]) -> list[tuple[Any, str]]:
+    """(log id, kind) of each of ``log_ids`` that exists; the ids as the
+    driver returns them in a :data:`FeedRow`."""
+    connection = connections[using]
+    feed = feed_statements(connection)
+    found: list[tuple[Any, str]] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(feed.kinds, [list(log_ids)])
+            found.extend(cursor.fetchall())
+        else:
+            for start in range(0, len(log_ids), _SQLITE_IDS):
+                chunk = log_ids[start : start + _SQLITE_IDS]
+                cursor.execute(feed.kinds_sqlite(len(chunk)), list(chunk))
+                found.extend(cursor.fetchall())
+    return found
 
 
 def head(using: str) -> Position | None:

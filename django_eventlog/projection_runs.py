@@ -33,16 +33,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import ClassVar, Protocol
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connections, transaction
 from django.utils import timezone
 
-from . import feed_queries
+from . import checkpoint_queries, feed_queries
 from .aggregates import FeedRecord
 from .conf import conf
 from .events import DomainEvent
 from .exceptions import FeedPositionsAhead
 from .feed import feed_filters
+from .log_kinds import kinds_of
 from .models import ProjectionCheckpoint
 from .positions import Position, format_position, parse_position
 from .records import FeedDecoder
@@ -85,7 +85,7 @@ class _Failed(Exception):
 
     def __init__(self, offset: int, row: FeedRow, error: BaseException) -> None:
         self.offset, self.error = offset, error
-        txid, event_id, log_id, _, index, type_name, *_ = row
+        txid, event_id, log_id, index, type_name, *_ = row
         self.position = format_position(txid, event_id)
         self.log_id = log_id if isinstance(log_id, uuid.UUID) else uuid.UUID(log_id)
         self.index, self.type_name = index, type_name
@@ -189,42 +189,53 @@ class ProjectionRun:
         # event up to it, and the checkpoint moves there, so that the next
         # batch does not scan the other events again.
         filtered = bool(self.kinds or self.types)
+        # Every row the batch reads is committed, unless it runs inside a
+        # transaction of the caller's (which may have written).
+        outermost = not connections[self.using].in_atomic_block
         if self.projection.atomic:
             with transaction.atomic(using=self.using):
-                checkpoint = self._locked_checkpoint()
-                if checkpoint.state == State.FAILED:
+                begun_at, state = self._locked_checkpoint()
+                if state == State.FAILED:
                     return Outcome(0, caught_up=True, failed=True)
                 head = feed_queries.head(self.using) if filtered else None
-                records = self._handle(checkpoint.position, limit)
-                position = self._advance(checkpoint, records, limit, head)
+                records = self._handle(begun_at, limit, outermost)
+                position = self._advance(begun_at, state, records, limit, head)
                 return Outcome(len(records), len(records) < limit, position=position)
         checkpoint = self.checkpoint()
-        if checkpoint.state == State.FAILED:
+        begun_at, state = checkpoint.position, checkpoint.state
+        if state == State.FAILED:
             return Outcome(0, caught_up=True, failed=True)
         head = feed_queries.head(self.using) if filtered else None
         try:
-            records = self._handle(checkpoint.position, limit)
+            records = self._handle(begun_at, limit, outermost)
         except _Failed as failed:
             if failed.done:
                 # At least once: keep what was handled, then retry the rest.
-                self._advance(checkpoint, failed.done, limit=len(failed.done) + 1)
+                self._advance(begun_at, state, failed.done, len(failed.done) + 1)
                 failed.offset, failed.saved = 0, len(failed.done)
             raise
-        position = self._advance(checkpoint, records, limit, head)
+        position = self._advance(begun_at, state, records, limit, head)
         return Outcome(len(records), len(records) < limit, position=position)
 
-    def _locked_checkpoint(self) -> ProjectionCheckpoint:
-        manager = ProjectionCheckpoint.objects.using(self.using)
-        found, _ = manager.select_for_update().get_or_create(name=self.name)
+    def _locked_checkpoint(self) -> tuple[str, str]:
+        """Position and state of the checkpoint, its row locked (and
+        created first if missing)."""
+        found = checkpoint_queries.read_locked(self.using, self.name)
+        if found is None:
+            manager = ProjectionCheckpoint.objects.using(self.using)
+            created, _ = manager.select_for_update().get_or_create(name=self.name)
+            found = (created.position, created.state)
         return found
 
-    def _handle(self, position: str, limit: int) -> list[FeedRecord]:
+    def _handle(self, position: str, limit: int, committed: bool) -> list[FeedRecord]:
         """Read up to ``limit`` events after ``position`` and handle them,
-        decoding each right before; ``_Failed`` at the first that fails."""
+        decoding each right before; ``_Failed`` at the first that fails.
+        ``committed``: every row read is committed (the logs' kinds may be
+        kept)."""
         rows = feed_queries.page(
             self.using, parse_position(position or None), self.kinds, self.types, limit
         )
-        decode = FeedDecoder(self.using)
+        decode = FeedDecoder(self.using, kinds_of(self.using, rows, keep=committed))
         handle = self.projection.handle
         records: list[FeedRecord] = []
         for offset, row in enumerate(rows):
@@ -240,33 +251,32 @@ class ProjectionRun:
 
     def _advance(
         self,
-        checkpoint: ProjectionCheckpoint,
+        begun_at: str,
+        state: str,
         records: list[FeedRecord],
         limit: int,
         head: Position | None = None,
     ) -> str:
-        """Move the checkpoint past ``records`` (and, when the batch found
-        fewer than ``limit``, to ``head`` if that is further), if it is
-        still where the batch began; ``_Moved`` if not. Where it stands now."""
+        """Move the checkpoint from ``begun_at`` past ``records`` (and, when
+        the batch found fewer than ``limit``, to ``head`` if that is
+        further), if it is still at ``begun_at``; ``_Moved`` if not. Where
+        it stands now."""
         caught_up = len(records) < limit
-        position = records[-1].position if records else checkpoint.position
+        position = records[-1].position if records else begun_at
         if caught_up and head is not None and head > parse_position(position or None):
             position = format_position(*head)
-        changes: dict[str, object] = {"updated_at": timezone.now()}
-        if position != checkpoint.position:
-            changes["position"] = position
-        if records:
-            changes["handled"] = F("handled") + len(records)
-        if caught_up and checkpoint.state == State.REBUILDING:
-            changes["state"] = State.RUNNING
-        if len(changes) == 1:
+        rebuilt = caught_up and state == State.REBUILDING
+        if position == begun_at and not records and not rebuilt:
             return position  # nothing new: no write
-        moved = (
-            ProjectionCheckpoint.objects.using(self.using)
-            .filter(name=self.name, position=checkpoint.position)
-            .update(**changes)
+        moved = checkpoint_queries.advance(
+            self.using,
+            self.name,
+            begun_at,
+            position,
+            len(records),
+            (State.REBUILDING, State.RUNNING) if rebuilt else None,
         )
-        if moved != 1:
+        if not moved:
             raise _Moved
         return position
 

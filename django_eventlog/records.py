@@ -12,7 +12,7 @@ Internal to the package: import the public API from ``django_eventlog``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from django.db import connections
@@ -21,7 +21,7 @@ from .aggregates import EventRecord, FeedRecord
 from .events import DECODE_ERRORS, DomainEvent, event_decoder
 from .exceptions import EventDecodingError
 from .positions import format_position
-from .sql import FeedRow, Row, statements
+from .sql import FeedRow, Row, feed_statements, statements
 
 __all__ = ["FeedDecoder", "RecordDecoder", "decode_feed_rows", "decode_rows"]
 
@@ -86,10 +86,16 @@ def decode_rows(
 
 class FeedDecoder(RecordDecoder):
     """Decode the feed's rows of one database alias, one at a time, into
-    :class:`FeedRecord` objects (errors as :class:`RecordDecoder`'s)."""
+    :class:`FeedRecord` objects (errors as :class:`RecordDecoder`'s), the
+    kinds of their logs given (:func:`~django_eventlog.log_kinds.kinds_of`)."""
+
+    def __init__(self, using: str, kinds: Mapping[Any, str]) -> None:
+        super().__init__(using)
+        self.convert = feed_statements(connections[using]).convert_recorded_at
+        self.kinds = kinds
 
     def feed_record(self, row: FeedRow) -> FeedRecord:
-        txid, event_id, db_log_id, kind, index, type_name, payload, at, key = row
+        txid, event_id, db_log_id, index, type_name, payload, at, key = row
         log_id = db_log_id if isinstance(db_log_id, uuid.UUID) else uuid.UUID(db_log_id)
         try:
             event = self.decoder(type_name)(payload)
@@ -98,16 +104,18 @@ class FeedDecoder(RecordDecoder):
         return FeedRecord(
             index,
             type_name,
-            self.recorded_at(at),
+            at if self.convert is None else self.convert(at),
             key,
             event,
             log_id,
-            kind,
+            self.kinds[db_log_id],
             format_position(txid, event_id),
         )
 
 
-def decode_feed_rows(using: str, rows: Iterable[FeedRow]) -> list[FeedRecord]:
+def decode_feed_rows(
+    using: str, rows: Iterable[FeedRow], kinds: Mapping[Any, str]
+) -> list[FeedRecord]:
     """Decode the feed's rows into records, as :class:`FeedDecoder` does."""
-    decode = FeedDecoder(using)
+    decode = FeedDecoder(using, kinds)
     return [decode.feed_record(row) for row in rows]

@@ -4,15 +4,18 @@
   (:class:`Statements`, built once per database alias).
 - :mod:`~django_eventlog.sql.feed`: the global feed across logs and what
   holds it back (:class:`FeedStatements`).
+- :mod:`~django_eventlog.sql.checkpoints`: a projection's checkpoint, read
+  and moved by each batch (:class:`CheckpointStatements`).
 - :mod:`~django_eventlog.sql.locks`: the projections' advisory locks
   (PostgreSQL).
 
-:mod:`django_eventlog.queries` and :mod:`django_eventlog.feed_queries` run
-them on a plain cursor, :mod:`django_eventlog.projection_locks` the
-locks. Internal to the package: import the public API from
-``django_eventlog``.
+:mod:`django_eventlog.queries`, :mod:`django_eventlog.feed_queries` and
+:mod:`django_eventlog.checkpoint_queries` run them on a plain cursor,
+:mod:`django_eventlog.projection_locks` the locks. Internal to the
+package: import the public API from ``django_eventlog``.
 """
 
+from .checkpoints import CheckpointStatements, checkpoint_statements
 from .events import (
     LOG_INDEX_CONSTRAINT,
     NO_GAP,
@@ -33,10 +36,12 @@ __all__ = [
     "NO_GAP",
     "TRY_LOCK",
     "UNLOCK",
+    "CheckpointStatements",
     "FeedRow",
     "FeedStatements",
     "Row",
     "Statements",
+    "checkpoint_statements",
     "db_uuid",
     "feed_statements",
     "refused_as_gap",

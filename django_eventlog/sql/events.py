@@ -102,6 +102,7 @@ class Statements:
         # The read path: the payload as JSON text, which msgspec decodes into
         # the event class in one pass (no json.loads, then a conversion).
         self.convert_recorded_at: Callable[[Any], Any] | None
+        stored_recorded_at = recorded_at
         if postgresql:
             payload = f"{payload}::text"
             # As timestamp in the session's time zone, which Django sets to the
@@ -115,6 +116,11 @@ class Statements:
         else:
             self.convert_recorded_at = self._orm_converter(connection)
         self.selected = f"{index}, {type_}, {payload}, {recorded_at}, {key}"
+        #: As :attr:`selected`, but recorded_at as stored (timestamptz on
+        #: PostgreSQL), for a cursor that loads it fast (the feed's pages).
+        self.selected_stored = (
+            f"{index}, {type_}, {payload}, {stored_recorded_at}, {key}"
+        )
         # The admin timeline's: the payload's first %s characters only.
         self._selected_clipped = (
             f"{index}, {type_}, substr({payload}, 1, %s), {recorded_at}, {key}"

@@ -24,10 +24,12 @@ from .events import statements
 
 __all__ = ["FeedRow", "FeedStatements", "feed_statements"]
 
-#: One event of the feed: txid (None on SQLite), id, log id, the log's kind,
-#: then as :data:`~django_eventlog.sql.Row`: index, type, payload as JSON
-#: text, recorded_at as the driver returns it, key.
-FeedRow = tuple["int | None", int, Any, str, int, str, str, datetime, "str | None"]
+#: One event of the feed: txid (None on SQLite), id, log id as the driver
+#: returns it, then as :data:`~django_eventlog.sql.Row`: index, type,
+#: payload as JSON text, recorded_at (see
+#: :attr:`FeedStatements.convert_recorded_at`), key. The log's kind is not
+#: in it: :attr:`FeedStatements.kinds` reads the kinds of a page's logs.
+FeedRow = tuple["int | None", int, Any, int, str, str, datetime, "str | None"]
 
 
 class FeedStatements:
@@ -41,6 +43,8 @@ class FeedStatements:
         self._id = id_ = f"{event_table}.{qn('id')}"
         self._txid = txid = f"{event_table}.{qn('txid')}"
         self._type = events.type_col
+        self._log_table = log_table
+        self._log_id, self._log_kind = events.log_id_col, events.log_kind_col
         # The kind as a subquery, not a JOIN: the planner then always reads
         # the (txid, id) index in order and stops at the LIMIT. With a JOIN,
         # a position past what ANALYZE last saw (events newer than the
@@ -55,8 +59,27 @@ class FeedStatements:
         recorded_at = f"{event_table}.{qn('recorded_at')}"
         self._recorded_at = f"{recorded_at}::timestamp" if postgresql else recorded_at
         self._from = f"FROM {event_table}"
-        self._selected = (
-            f"{txid}, {id_}, {events.log_col}, {self._kind}, {events.selected}"
+        #: How a page's recorded_at becomes an aware datetime (None: as it
+        #: comes), and the psycopg loader a page's cursor loads timestamptz
+        #: with (None: the connection's). With psycopg 3 and time zones on,
+        #: a page selects timestamptz and loads it with psycopg's own loader,
+        #: which parses it into the session's time zone (the connection's,
+        #: set by Django) in C; Django's loader, and a timestamp made aware
+        #: in Python as ``Statements`` does, cost 1 to 4 us an event more.
+        self.convert_recorded_at = events.convert_recorded_at
+        self.timestamptz_loader: type[Any] | None = None
+        selected = events.selected
+        if postgresql and connection.timezone is not None:
+            self.timestamptz_loader = _psycopg_timestamptz_loader()
+        if self.timestamptz_loader is not None:
+            self.convert_recorded_at = None
+            selected = events.selected_stored
+        self._selected = f"{txid}, {id_}, {events.log_col}, {selected}"
+        #: The kinds of some logs (PostgreSQL: one parameter, the ids as a
+        #: list; SQLite: see :meth:`kinds_sqlite`): rows of id and kind.
+        self.kinds = (
+            f"SELECT {events.log_id_col}, {events.log_kind_col} FROM {log_table} "
+            f"WHERE {events.log_id_col} = ANY(%s)"
         )
         #: The horizon: the oldest transaction id still running (but the
         #: reader's), below which every event is final. None on SQLite (no
@@ -144,6 +167,14 @@ class FeedStatements:
             f"ORDER BY {self._order()} LIMIT %s"
         )
 
+    def kinds_sqlite(self, count: int) -> str:
+        """:attr:`kinds` for SQLite, which has no arrays: ``count`` ids as
+        as many parameters."""
+        return (
+            f"SELECT {self._log_id}, {self._log_kind} FROM {self._log_table} "
+            f"WHERE {self._log_id} IN ({', '.join(['%s'] * count)})"
+        )
+
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)
     def behind(self, kinds: int, types: int) -> str:
         """How many committed events follow a position (at most a cap), and
@@ -155,6 +186,18 @@ class FeedStatements:
             f"WHERE {self._where(kinds, types, horizon=False)} "
             f"ORDER BY {self._order()} LIMIT %s) AS behind"
         )
+
+
+def _psycopg_timestamptz_loader() -> type[Any] | None:
+    """psycopg 3's own timestamptz loader (psycopg 2: None). Imported here:
+    a project on SQLite alone may have no PostgreSQL driver at all."""
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    if not is_psycopg3:
+        return None
+    from psycopg.types.datetime import TimestamptzLoader
+
+    return TimestamptzLoader
 
 
 _feed_statements: dict[str, FeedStatements] = {}

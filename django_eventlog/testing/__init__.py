@@ -103,6 +103,7 @@ def allow_flush() -> None:
     # Imported here: importing it before django.db.models is a circle.
     from django.db.backends.base.operations import BaseDatabaseOperations
 
+    from ..log_kinds import forget as forget_kinds
     from ..triggers import flushing
 
     flush = BaseDatabaseOperations.execute_sql_flush
@@ -113,6 +114,8 @@ def allow_flush() -> None:
     def execute_sql_flush(self: Any, sql_list: Any) -> None:
         with flushing(self.connection):
             flush(self, sql_list)
+        # An emptied database may give a log id to a log of another kind.
+        forget_kinds()
 
     execute_sql_flush._django_eventlog_allows_flush = True  # type: ignore[attr-defined]
     BaseDatabaseOperations.execute_sql_flush = execute_sql_flush  # type: ignore[method-assign]
