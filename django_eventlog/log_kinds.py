@@ -68,7 +68,7 @@ def kinds_of(using: str, rows: Sequence[FeedRow], *, keep: bool) -> Mapping[Any,
                 log_id if isinstance(log_id, uuid.UUID) else uuid.UUID(log_id)
             )
         page[log_id] = kind
-    if keep:
+    if keep and len(found) <= KEPT:
         if len(known) + len(found) > KEPT:
             known.clear()
         known.update(found)
