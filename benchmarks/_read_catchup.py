@@ -21,13 +21,14 @@ from django.conf import settings
 from django.db import connection, transaction
 from peer_eventsourcing import PeerStore
 
+from django_eventlog.conf import DEFAULTS
 from django_eventlog.models import Event, Log, ProjectionCheckpoint
 from django_eventlog.projections import catch_up
 
 PAYLOAD = json.dumps({"amount": 1, "note": "benchmark credit"}, separators=(",", ":"))
 NOOP = "_read_projections.NoopProjection"
 # As the projections' batch (EVENTLOG_PROJECTION_BATCH_SIZE's default).
-PAGE = 500
+PAGE = int(DEFAULTS["EVENTLOG_PROJECTION_BATCH_SIZE"])
 
 
 def load(events: int, logs: int) -> float:
@@ -168,21 +169,22 @@ def logs_of(events: int) -> int:
 def breakdown(events: int) -> dict[str, float]:
     """Where ours spends its time, in µs per event, measured within one more
     catch-up: the feed's page query and fetch (``feed_queries.page``), the
-    msgspec decoding of the payloads, the rest of each record's construction
+    kinds of the page's logs (``log_kinds.kinds_of``), the msgspec decoding
+    of the payloads, the rest of each record's construction
     (``FeedDecoder.feed_record``), and the rest: transactions, checkpoint
     reads and writes, the handler. Then, in a pass of its own, the same
-    pages without the JOIN to the logs (for the kind) and the horizon,
-    alternating with the library's page query page by page."""
-    from django_eventlog import feed_queries, projection_runs
+    pages as a bare scan (text rows, no horizon), alternating with the
+    library's page query page by page."""
+    from django_eventlog import feed_queries, log_kinds, projection_runs
     from django_eventlog.records import FeedDecoder
 
-    spent = dict.fromkeys(("page", "payload", "record"), 0.0)
+    spent = dict.fromkeys(("page", "kinds", "payload", "record"), 0.0)
 
     def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        def call(*args: Any) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
             started = time.perf_counter()
             try:
-                return function(*args)
+                return function(*args, **kwargs)
             finally:
                 spent[name] += time.perf_counter() - started
 
@@ -204,6 +206,7 @@ def breakdown(events: int) -> dict[str, float]:
             },
             page=timed("page", page),
         ),
+        (projection_runs, "kinds_of"): timed("kinds", log_kinds.kinds_of),
         (FeedDecoder, "feed_record"): timed("record", feed_record),
         (FeedDecoder, "decoder"): lambda self, name: timed(
             "payload", decoder(self, name)
@@ -215,17 +218,19 @@ def breakdown(events: int) -> dict[str, float]:
         total = events / ours(events)
     finally:
         setattr(projection_runs, "feed_queries", feed_queries)  # noqa: B010
+        setattr(projection_runs, "kinds_of", log_kinds.kinds_of)  # noqa: B010
         FeedDecoder.feed_record, FeedDecoder.decoder = feed_record, decoder  # type: ignore[method-assign]
     spent["record"] -= spent["payload"]
     spent["rest"] = total - sum(spent.values())
     spent["total"] = total
-    spent["library page"], spent["no join"] = _pages()
+    spent["library page"], spent["bare"] = _pages()
     return {name: seconds / events * 1e6 for name, seconds in spent.items()}
 
 
 def _pages() -> tuple[float, float]:
     """Seconds of the library's page queries over the whole feed, and of
-    the same pages without the JOIN and the horizon, page by page in turns."""
+    the same pages as a bare scan (no horizon, rows in text as Django's
+    cursor returns them), page by page in turns."""
     from django_eventlog import feed_queries
 
     plain = (

@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     # Projection subclasses.
     "EVENTLOG_PROJECTIONS": [],
     # Events a projection handles per batch (one transaction when atomic).
-    "EVENTLOG_PROJECTION_BATCH_SIZE": 500,
+    "EVENTLOG_PROJECTION_BATCH_SIZE": 1000,
     # Times a failing event is retried before its projection stops (failed).
     "EVENTLOG_PROJECTION_RETRIES": 3,
     # Seconds before the first retry; each further retry waits twice as long.

@@ -48,14 +48,10 @@ def kinds_of(using: str, rows: Sequence[FeedRow], *, keep: bool) -> Mapping[Any,
     known = _known.setdefault(using, {})
     page: dict[Any, str] = {}
     missing: list[Any] = []
-    for row in rows:
-        log_id = row[2]
-        if log_id in page:
-            continue
+    for log_id in {row[2] for row in rows}:
         kind = known.get(log_id)
         if kind is None:
             missing.append(log_id)
-            page[log_id] = ""  # a placeholder: each id is read once
         else:
             page[log_id] = kind
     if not missing:

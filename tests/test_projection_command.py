@@ -6,6 +6,7 @@ what each line must say, not how the command happens to word it.
 
 from __future__ import annotations
 
+import gc
 import getpass
 import re
 import threading
@@ -224,6 +225,15 @@ def test_run_once_catches_up_and_prints_what_each_handled() -> None:
     assert {b.balance for b in Balance.objects.all()} == {3, 0}
     assert len(projections.Mailer.sent) == 3
     assert command("run", "--once")[0].count(" 0 events handled") == 3
+
+
+def test_run_leaves_what_lives_at_its_start_out_of_full_collections() -> None:
+    gc.unfreeze()
+    try:
+        command("run", "--once")
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
 
 
 def test_run_once_runs_only_the_named_projections() -> None:

@@ -59,19 +59,17 @@ class FeedStatements:
         recorded_at = f"{event_table}.{qn('recorded_at')}"
         self._recorded_at = f"{recorded_at}::timestamp" if postgresql else recorded_at
         self._from = f"FROM {event_table}"
-        #: How a page's recorded_at becomes an aware datetime (None: as it
-        #: comes), and the psycopg loader a page's cursor loads timestamptz
-        #: with (None: the connection's). With psycopg 3 and time zones on,
-        #: a page selects timestamptz and loads it with psycopg's own loader,
-        #: which parses it into the session's time zone (the connection's,
-        #: set by Django) in C; Django's loader, and a timestamp made aware
-        #: in Python as ``Statements`` does, cost 1 to 4 us an event more.
+        #: Whether a page's cursor may load its rows with psycopg 3's own
+        #: loaders (see ``feed_queries.page``): then a page selects
+        #: timestamptz, which psycopg parses in C into the session's time
+        #: zone (the connection's, set by Django), where Django's loader, or
+        #: a timestamp made aware in Python as ``Statements`` does, cost 1 to
+        #: 4 us an event more. And how a page's recorded_at becomes an aware
+        #: datetime (None: as it comes).
+        self.fast_loads = postgresql and connection.timezone is not None and _psycopg3()
         self.convert_recorded_at = events.convert_recorded_at
-        self.timestamptz_loader: type[Any] | None = None
         selected = events.selected
-        if postgresql and connection.timezone is not None:
-            self.timestamptz_loader = _psycopg_timestamptz_loader()
-        if self.timestamptz_loader is not None:
+        if self.fast_loads:
             self.convert_recorded_at = None
             selected = events.selected_stored
         self._selected = f"{txid}, {id_}, {events.log_col}, {selected}"
@@ -188,16 +186,12 @@ class FeedStatements:
         )
 
 
-def _psycopg_timestamptz_loader() -> type[Any] | None:
-    """psycopg 3's own timestamptz loader (psycopg 2: None). Imported here:
+def _psycopg3() -> bool:
+    """Whether Django talks to PostgreSQL through psycopg 3. Imported here:
     a project on SQLite alone may have no PostgreSQL driver at all."""
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
-    if not is_psycopg3:
-        return None
-    from psycopg.types.datetime import TimestamptzLoader
-
-    return TimestamptzLoader
+    return bool(is_psycopg3)
 
 
 _feed_statements: dict[str, FeedStatements] = {}
