@@ -24,6 +24,8 @@ from .caching import (
     reset_cache_stats,
     wait_for_cache_writes,
 )
+from .event_context import current_metadata, event_context
+from .event_metadata import EventMetadata
 from .events import DomainEvent
 from .exceptions import (
     ConcurrentAppend,
@@ -67,6 +69,7 @@ __all__ = [
     "EventDecodingError",
     "EventEncodingError",
     "EventLogError",
+    "EventMetadata",
     "EventRecord",
     "FeedHorizon",
     "FeedPositionsAhead",
@@ -89,6 +92,8 @@ __all__ = [
     "StaleState",
     "UnknownEventType",
     "cache_stats",
+    "current_metadata",
+    "event_context",
     "reset_cache_stats",
     "wait_for_cache_writes",
 ]

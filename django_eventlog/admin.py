@@ -198,7 +198,7 @@ class LogAdmin(ReadOnlyAdmin):
                 key,
                 render_payload(payload, limit=limit, depth=depth),
             )
-            for index, type_name, payload, when, key in rows
+            for index, type_name, payload, when, key, *_ in rows
         ]
         aggregate_class = conf.EVENTLOG_ADMIN_AGGREGATES.get(log.kind)
         state_error = None

@@ -9,9 +9,11 @@ from uuid import UUID
 
 import msgspec
 
+from .event_metadata import NO_METADATA, EventMetadata
 from .events import DomainEvent
 
 __all__ = [
+    "NO_METADATA",
     "Aggregate",
     "CachingPolicy",
     "Decision",
@@ -104,6 +106,8 @@ class EventRecord:
     recorded_at: datetime
     idempotency_key: str | None
     event: DomainEvent
+    #: Who wrote it and why (keyword-only: ``metadata=``).
+    metadata: EventMetadata = dataclasses.field(default=NO_METADATA, kw_only=True)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the record as JSON-ready builtins (ISO 8601 times, str UUIDs)."""
@@ -113,6 +117,7 @@ class EventRecord:
             "recorded_at": self.recorded_at.isoformat(),
             "idempotency_key": self.idempotency_key,
             "event": msgspec.to_builtins(self.event),
+            "metadata": self.metadata.as_dict(),
         }
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from uuid import UUID
 
+from .event_metadata import NO_METADATA, EventMetadata
+
 
 class EventLogError(Exception):
     """Base class of every error django_eventlog raises on purpose."""
@@ -90,6 +92,10 @@ class IdempotentReplay(_IdempotencyError):
     operation already happened: ``log_id`` and ``event_index`` name the
     ORIGINAL event. Treat it as success and answer with the original outcome.
     """
+
+    #: The original event's metadata (who wrote it, in which request); the
+    #: retry's own metadata is not stored.
+    metadata: EventMetadata = NO_METADATA
 
     def __init__(self, idempotency_key: str, log_id: UUID, event_index: int) -> None:
         super().__init__(

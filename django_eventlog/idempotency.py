@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from . import queries
+from .event_context import decode_metadata
 from .events import DomainEvent, decode_event
 from .exceptions import IdempotencyConflict, IdempotentReplay
 from .sql import Row
@@ -61,7 +62,9 @@ def key_use(
     else:
         same_request = log_id == write
     if same_request and _same_batch(rows, events):
-        return IdempotentReplay(key, log_id, index)
+        replay = IdempotentReplay(key, log_id, index)
+        replay.metadata = decode_metadata(*rows[0][5:9])
+        return replay
     return IdempotencyConflict(key, log_id, index)
 
 
@@ -87,7 +90,7 @@ def _same_batch(rows: Sequence[Row], events: Sequence[DomainEvent]) -> bool:
     # (1e23 as 100000000000000000000000), which the event's types undo.
     return all(
         type_name == event.type_name and _decodes_to(type_name, stored, event)
-        for (_, type_name, stored, _, _), event in zip(batch, events, strict=True)
+        for (_, type_name, stored, *_), event in zip(batch, events, strict=True)
     )
 
 

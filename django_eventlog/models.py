@@ -20,7 +20,11 @@ from .exceptions import EventLogError, ImmutableEvent, ImmutableLog
 from .positions import POSITION_MAX_LENGTH
 from .sql import LOG_INDEX_CONSTRAINT
 from .store import BaseLogManager
-from .validation import IDEMPOTENCY_KEY_MAX_LENGTH, KIND_MAX_LENGTH
+from .validation import (
+    IDEMPOTENCY_KEY_MAX_LENGTH,
+    KIND_MAX_LENGTH,
+    METADATA_TEXT_MAX_LENGTH,
+)
 
 __all__ = [
     "Event",
@@ -167,6 +171,17 @@ class Event(WrittenOnce):
     #: database for every writer (migration 0007); the id is the second.
     #: NULL on SQLite, whose feed is ordered by the id alone.
     txid = models.BigIntegerField(null=True, editable=False)
+    # Who and why (EventMetadata, migration 0009): NULL when not set.
+    actor = models.CharField(  # noqa: DJ001
+        max_length=METADATA_TEXT_MAX_LENGTH, null=True, blank=True
+    )
+    correlation_id = models.CharField(  # noqa: DJ001
+        max_length=METADATA_TEXT_MAX_LENGTH, null=True, blank=True
+    )
+    causation_id = models.CharField(  # noqa: DJ001
+        max_length=METADATA_TEXT_MAX_LENGTH, null=True, blank=True
+    )
+    extra = models.JSONField(null=True, blank=True)
 
     objects = EventManager()
 
@@ -194,6 +209,13 @@ class Event(WrittenOnce):
             # The feed's order (Log.objects.feed). Created on PostgreSQL only
             # (migration 0007): SQLite's feed reads by the primary key.
             models.Index(fields=["txid", "id"], name="django_eventlog_event_feed_idx"),
+            # Everything one request did (the admin's correlation link); only
+            # the events that have one are in it.
+            models.Index(
+                fields=["correlation_id"],
+                name="django_eventlog_corr_idx",
+                condition=models.Q(correlation_id__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -39,6 +39,7 @@ from django.utils import timezone
 from . import checkpoint_queries, feed_queries
 from .aggregates import FeedRecord
 from .conf import conf
+from .event_context import handling
 from .events import DomainEvent
 from .exceptions import FeedPositionsAhead
 from .feed import feed_filters
@@ -238,15 +239,17 @@ class ProjectionRun:
         decode = FeedDecoder(self.using, kinds_of(self.using, rows, keep=committed))
         handle = self.projection.handle
         records: list[FeedRecord] = []
-        for offset, row in enumerate(rows):
-            try:
-                record = decode.feed_record(row)
-                handle(record)
-            except Exception as e:
-                failed = _Failed(offset, row, e)
-                failed.done = records
-                raise failed from e
-            records.append(record)
+        # What a handler writes is caused by the event it handles.
+        with handling() as cause:
+            for offset, row in enumerate(rows):
+                try:
+                    record = cause.record = decode.feed_record(row)
+                    handle(record)
+                except Exception as e:
+                    failed = _Failed(offset, row, e)
+                    failed.done = records
+                    raise failed from e
+                records.append(record)
         return records
 
     def _advance(

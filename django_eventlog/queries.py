@@ -22,6 +22,8 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .event_context import encode_extra
+from .event_metadata import NO_METADATA, EventMetadata
 from .sql import Row, db_uuid, refused_as_gap, statements
 from .validation import INDEX_MAX
 
@@ -51,11 +53,22 @@ def _event_params(
     events: Sequence[tuple[str, str]],
     recorded_at: datetime,
     key: str | None,
+    metadata: EventMetadata,
 ) -> list[Any]:
     """The parameters of ``events`` (type, payload) from ``index`` on; the key
-    goes on the first, which names the batch."""
+    goes on the first, which names the batch; the metadata, if any, on
+    each."""
     db_log_id = db_uuid(log_id, connection)
     db_recorded_at = connection.ops.adapt_datetimefield_value(recorded_at)
+    shared: list[Any] = []
+    if metadata:
+        extra = encode_extra(metadata.extra)
+        shared = [
+            metadata.actor,
+            metadata.correlation_id,
+            metadata.causation_id,
+            None if extra is None else extra.decode(),
+        ]
     params: list[Any] = []
     for offset, (type_name, payload) in enumerate(events):
         params += [
@@ -65,6 +78,7 @@ def _event_params(
             payload,
             db_recorded_at,
             key if offset == 0 else None,
+            *shared,
         ]
     return params
 
@@ -84,6 +98,7 @@ def insert_log(
     events: Sequence[tuple[str, str]],
     now: datetime,
     key: str | None,
+    metadata: EventMetadata = NO_METADATA,
 ) -> None:
     """Insert a log and its ``events`` (type, payload) from index 0, together
     or not at all."""
@@ -94,12 +109,12 @@ def insert_log(
         kind,
         connection.ops.adapt_datetimefield_value(now),
     ]
-    event_params = _event_params(connection, log_id, 0, events, now, key)
-    create_log = sql.create_log_with(len(events))
+    event_params = _event_params(connection, log_id, 0, events, now, key, metadata)
+    create_log = sql.create_log_with(len(events), bool(metadata))
     if create_log is None:
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(sql.insert_log, log_params)
-            cursor.execute(sql.insert_events(len(events)), event_params)
+            cursor.execute(sql.insert_events(len(events), bool(metadata)), event_params)
         return
     # One statement, atomic by itself: no BEGIN and COMMIT round trips.
     with _savepoint(connection), connection.cursor() as cursor:
@@ -113,13 +128,14 @@ def insert_events(
     events: Sequence[tuple[str, str]],
     now: datetime,
     key: str | None,
+    metadata: EventMetadata = NO_METADATA,
 ) -> bool:
     """Insert ``events`` (type, payload) from ``index`` on, in one statement;
     False when the database refuses them because the event before the first
     (at index 0: the log) does not exist."""
     connection = connections[using]
-    query = statements(connection).insert_events(len(events))
-    params = _event_params(connection, log_id, index, events, now, key)
+    query = statements(connection).insert_events(len(events), bool(metadata))
+    params = _event_params(connection, log_id, index, events, now, key, metadata)
     try:
         with _savepoint(connection), connection.cursor() as cursor:
             cursor.execute(query, params)

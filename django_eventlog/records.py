@@ -18,6 +18,8 @@ from typing import Any
 from django.db import connections
 
 from .aggregates import EventRecord, FeedRecord
+from .event_context import decode_metadata
+from .event_metadata import NO_METADATA
 from .events import DECODE_ERRORS, DomainEvent, event_decoder
 from .exceptions import EventDecodingError
 from .positions import format_position
@@ -49,12 +51,19 @@ class RecordDecoder:
         return value if self.convert is None else self.convert(value)
 
     def __call__(self, log_id: uuid.UUID, row: Row) -> EventRecord:
-        index, type_name, payload, recorded_at, key = row
+        index, type_name, payload, recorded_at, key, *metadata = row
         try:
             event = self.decoder(type_name)(payload)
         except DECODE_ERRORS as e:
             raise EventDecodingError(type_name, str(e), log_id, index) from e
-        return EventRecord(index, type_name, self.recorded_at(recorded_at), key, event)
+        return EventRecord(
+            index,
+            type_name,
+            self.recorded_at(recorded_at),
+            key,
+            event,
+            metadata=decode_metadata(*metadata),
+        )
 
 
 def decode_rows(
@@ -67,7 +76,7 @@ def decode_rows(
     """
     convert = statements(connections[using]).convert_recorded_at
     decoders: dict[str, Callable[[str], DomainEvent]] = {}
-    for index, type_name, payload, recorded_at, key in rows:
+    for index, type_name, payload, recorded_at, key, actor, cor, cau, extra in rows:
         decode = decoders.get(type_name)
         if decode is None:
             decode = decoders[type_name] = event_decoder(type_name)
@@ -81,6 +90,10 @@ def decode_rows(
             recorded_at if convert is None else convert(recorded_at),
             key,
             event,
+            # Most events have none: no call for them.
+            metadata=NO_METADATA
+            if actor is None and cor is None and cau is None and extra is None
+            else decode_metadata(actor, cor, cau, extra),
         )
 
 
@@ -95,7 +108,20 @@ class FeedDecoder(RecordDecoder):
         self.kinds = kinds
 
     def feed_record(self, row: FeedRow) -> FeedRecord:
-        txid, event_id, db_log_id, index, type_name, payload, at, key = row
+        (
+            txid,
+            event_id,
+            db_log_id,
+            index,
+            type_name,
+            payload,
+            at,
+            key,
+            actor,
+            cor,
+            cau,
+            extra,
+        ) = row
         log_id = db_log_id if isinstance(db_log_id, uuid.UUID) else uuid.UUID(db_log_id)
         try:
             event = self.decoder(type_name)(payload)
@@ -110,6 +136,9 @@ class FeedDecoder(RecordDecoder):
             log_id,
             self.kinds[db_log_id],
             format_position(txid, event_id),
+            metadata=NO_METADATA
+            if actor is None and cor is None and cau is None and extra is None
+            else decode_metadata(actor, cor, cau, extra),
         )
 
 

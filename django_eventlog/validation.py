@@ -23,6 +23,8 @@ __all__ = [
     "IDEMPOTENCY_KEY_MAX_LENGTH",
     "INDEX_MAX",
     "KIND_MAX_LENGTH",
+    "METADATA_EXTRA_MAX_BYTES",
+    "METADATA_TEXT_MAX_LENGTH",
     "check_aggregate_class",
     "check_events",
     "check_int",
@@ -37,6 +39,10 @@ __all__ = [
 
 KIND_MAX_LENGTH = 100
 IDEMPOTENCY_KEY_MAX_LENGTH = 255
+#: The longest actor, correlation id and causation id of event metadata.
+METADATA_TEXT_MAX_LENGTH = 200
+#: The most bytes the ``extra`` of event metadata takes, encoded as JSON.
+METADATA_EXTRA_MAX_BYTES = 4096
 #: The largest index the events table holds (a 32-bit integer column).
 INDEX_MAX = 2**31 - 1
 #: The most events one create_log or append writes (one statement; six

@@ -12,8 +12,8 @@ Internal to the package: import the public API from ``django_eventlog``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from typing import TypeVar, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 from asgiref.sync import sync_to_async
 from django.db import IntegrityError, models
@@ -22,6 +22,8 @@ from django.utils import timezone
 from . import idempotency, queries, sql
 from .aggregates import LogState
 from .conf import conf
+from .event_context import metadata_for_write
+from .event_metadata import EventMetadata
 from .events import DomainEvent, encode_event
 from .exceptions import ConcurrentAppend, EventLogError, InvalidArgument, LogNotFound
 from .reads import LogReads
@@ -50,6 +52,7 @@ class LogWrites(LogReads[M]):
         kind: str,
         log_id: uuid.UUID | str | None = None,
         idempotency_key: str | None = None,
+        metadata: EventMetadata | Mapping[str, Any] | None = None,
     ) -> LogState:
         """Create a log holding ``events`` from index 0 and return its state.
 
@@ -69,6 +72,10 @@ class LogWrites(LogReads[M]):
         existing log; ``EventEncodingError`` for an event that cannot be
         stored (or is larger than ``EVENTLOG_MAX_EVENT_SIZE``) and
         ``InvalidArgument`` for bad input.
+
+        ``metadata`` (an ``EventMetadata`` or a mapping of its fields) is
+        stored on every event, over what ``event_context`` sets; it is not
+        part of the idempotency comparison.
         """
         batch = check_events(events)
         encoded = _encoded(batch)
@@ -76,9 +83,10 @@ class LogWrites(LogReads[M]):
         explicit = None if log_id is None else parse_log_id(log_id)
         log_id = self._new_log_id() if explicit is None else explicit
         key = check_key(idempotency_key)
+        meta = metadata_for_write(metadata)
         using = self._write_db()
         try:
-            queries.insert_log(using, log_id, kind, encoded, timezone.now(), key)
+            queries.insert_log(using, log_id, kind, encoded, timezone.now(), key, meta)
         except IntegrityError as e:
             write = idempotency.Create(kind, explicit)
             raise self._explain(using, e, log_id, None, batch, key, write) from e
@@ -90,6 +98,7 @@ class LogWrites(LogReads[M]):
         events: DomainEvent | Sequence[DomainEvent],
         *,
         idempotency_key: str | None = None,
+        metadata: EventMetadata | Mapping[str, Any] | None = None,
     ) -> LogState:
         """Append ``events`` from ``state.next_index`` on and return the new state.
 
@@ -113,6 +122,7 @@ class LogWrites(LogReads[M]):
         "Idempotency" in the concepts docs); ``LogNotFound``;
         ``EventEncodingError`` for an event that cannot be stored (or is larger
         than ``EVENTLOG_MAX_EVENT_SIZE``) and ``InvalidArgument`` for bad input.
+        ``metadata``: as for :meth:`create_log`.
         """
         batch = check_events(events)
         encoded = _encoded(batch)
@@ -122,10 +132,11 @@ class LogWrites(LogReads[M]):
                 f"The events would pass the last index a log holds ({INDEX_MAX})."
             )
         key = check_key(idempotency_key)
+        meta = metadata_for_write(metadata)
         using = self._write_db()
         try:
             inserted = queries.insert_events(
-                using, log_id, index, encoded, timezone.now(), key
+                using, log_id, index, encoded, timezone.now(), key, meta
             )
         except IntegrityError as e:
             raise self._explain(using, e, log_id, index, batch, key, log_id) from e
@@ -140,10 +151,16 @@ class LogWrites(LogReads[M]):
         kind: str,
         log_id: uuid.UUID | str | None = None,
         idempotency_key: str | None = None,
+        metadata: EventMetadata | Mapping[str, Any] | None = None,
     ) -> LogState:
-        """Async :meth:`create_log` (Django transactions are sync: runs in a thread)."""
+        """Async :meth:`create_log` (Django transactions are sync: runs in a
+        thread, which sees the caller's ``event_context``)."""
         return await sync_to_async(self.create_log)(
-            events, kind=kind, log_id=log_id, idempotency_key=idempotency_key
+            events,
+            kind=kind,
+            log_id=log_id,
+            idempotency_key=idempotency_key,
+            metadata=metadata,
         )
 
     async def aappend(
@@ -152,10 +169,12 @@ class LogWrites(LogReads[M]):
         events: DomainEvent | Sequence[DomainEvent],
         *,
         idempotency_key: str | None = None,
+        metadata: EventMetadata | Mapping[str, Any] | None = None,
     ) -> LogState:
-        """Async :meth:`append` (Django transactions are sync: runs in a thread)."""
+        """Async :meth:`append` (Django transactions are sync: runs in a
+        thread, which sees the caller's ``event_context``)."""
         return await sync_to_async(self.append)(
-            state, events, idempotency_key=idempotency_key
+            state, events, idempotency_key=idempotency_key, metadata=metadata
         )
 
     def check_idempotency_key(

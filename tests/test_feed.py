@@ -79,7 +79,12 @@ def test_each_record_says_its_log_kind_and_event() -> None:
 
 
 def test_a_record_as_dict_carries_log_id_kind_and_position() -> None:
-    state = Log.objects.create_log(Opened("ada"), kind="account", idempotency_key="k1")
+    state = Log.objects.create_log(
+        Opened("ada"),
+        kind="account",
+        idempotency_key="k1",
+        metadata={"actor": "user:7", "correlation_id": "req-1", "extra": {"ip": "::1"}},
+    )
     [record] = Log.objects.feed()
     assert record.as_dict() == {
         "log_id": str(state.log_id),
@@ -90,6 +95,12 @@ def test_a_record_as_dict_carries_log_id_kind_and_position() -> None:
         "recorded_at": record.recorded_at.isoformat(),
         "idempotency_key": "k1",
         "event": {"owner": "ada"},
+        "metadata": {
+            "actor": "user:7",
+            "correlation_id": "req-1",
+            "causation_id": None,
+            "extra": {"ip": "::1"},
+        },
     }
 
 

@@ -40,10 +40,23 @@ LOG_INDEX_CONSTRAINT = "django_eventlog_event_log_index_uniq"
 NO_GAP = "django_eventlog_event_no_gap"
 
 #: One stored event: index, type, payload as JSON text, recorded_at as the
-#: driver returns it (see :attr:`Statements.convert_recorded_at`), key.
-Row = tuple[int, str, str, datetime, "str | None"]
+#: driver returns it (see :attr:`Statements.convert_recorded_at`), key, then
+#: its metadata: actor, correlation id, causation id, extra as JSON text.
+Row = tuple[
+    int,
+    str,
+    str,
+    datetime,
+    "str | None",
+    "str | None",
+    "str | None",
+    "str | None",
+    "str | None",
+]
 
 _EVENT_FIELDS = ("log", "index", "type", "payload", "recorded_at", "idempotency_key")
+#: Who and why (migration 0009): written only when a write has metadata.
+_METADATA_FIELDS = ("actor", "correlation_id", "causation_id", "extra")
 
 
 def _models() -> tuple[type[models.Model], type[models.Model]]:
@@ -82,22 +95,21 @@ class Statements:
         log, index, type_, payload, recorded_at, key = map(column, _EVENT_FIELDS)
         self.log_col, self.index_col, self.type_col = log, index, type_
 
-        # The write path.
-        columns = ", ".join(map(bare, _EVENT_FIELDS))
-        values = f"%s, %s, %s, {'%s::jsonb' if postgresql else '%s'}, %s, %s"
+        # The write path: the metadata's columns get parameters only when
+        # the write has metadata, NULL otherwise (typed: a VALUES list of
+        # PostgreSQL's resolves an untyped NULL as text).
+        jsonb = "::jsonb" if postgresql else ""
+        self._columns = ", ".join(map(bare, _EVENT_FIELDS + _METADATA_FIELDS))
+        event_values = f"%s, %s, %s, %s{jsonb}, %s, %s"
+        self._values = {
+            True: f"{event_values}, %s, %s, %s, %s{jsonb}",
+            False: f"{event_values}, NULL, NULL, NULL, NULL{jsonb}",
+        }
+        self._postgresql = postgresql
         self.insert_log = (
             f"INSERT INTO {log_table} ({qn('id')}, {qn('kind')}, {qn('created_at')}) "
             "VALUES (%s, %s, %s)"
         )
-        self._columns, self._values = columns, values
-        #: PostgreSQL: the log and its first event in one statement (a
-        #: data-modifying CTE, which SQLite lacks); see :meth:`create_log_with`.
-        self.create_log: str | None = None
-        if postgresql:
-            self.create_log = (
-                f"WITH new_log AS ({self.insert_log} RETURNING {qn('id')}) "
-                f"INSERT INTO {event_table} ({columns}) SELECT {values} FROM new_log"
-            )
 
         # The read path: the payload as JSON text, which msgspec decodes into
         # the event class in one pass (no json.loads, then a conversion).
@@ -115,15 +127,20 @@ class Statements:
             )
         else:
             self.convert_recorded_at = self._orm_converter(connection)
-        self.selected = f"{index}, {type_}, {payload}, {recorded_at}, {key}"
+        actor, correlation, causation, extra = map(column, _METADATA_FIELDS)
+        if postgresql:
+            extra = f"{extra}::text"
+        metadata = f"{actor}, {correlation}, {causation}, {extra}"
+        self.selected = f"{index}, {type_}, {payload}, {recorded_at}, {key}, {metadata}"
         #: As :attr:`selected`, but recorded_at as stored (timestamptz on
         #: PostgreSQL), for a cursor that loads it fast (the feed's pages).
         self.selected_stored = (
-            f"{index}, {type_}, {payload}, {stored_recorded_at}, {key}"
+            f"{index}, {type_}, {payload}, {stored_recorded_at}, {key}, {metadata}"
         )
         # The admin timeline's: the payload's first %s characters only.
         self._selected_clipped = (
-            f"{index}, {type_}, substr({payload}, 1, %s), {recorded_at}, {key}"
+            f"{index}, {type_}, substr({payload}, 1, %s), {recorded_at}, {key}, "
+            f"{metadata}"
         )
         self.select_from = (
             f"SELECT {self.selected} FROM {event_table} "
@@ -138,11 +155,13 @@ class Statements:
         # what a write that found the key used compares itself with (the
         # replay rule, in idempotency.py), a batch whole. Parameters: key,
         # the most events to return.
-        b = {name: f"e.{bare(name)}" for name in _EVENT_FIELDS}
+        b = {name: f"e.{bare(name)}" for name in _EVENT_FIELDS + _METADATA_FIELDS}
         e_payload = f"{b['payload']}::text" if postgresql else b["payload"]
+        e_extra = f"{b['extra']}::text" if postgresql else b["extra"]
         self.select_key_use = (
             f"SELECT {b['log']}, {b['index']}, l.{self.log_kind_col}, "
-            f"{b['type']}, {e_payload}, {b['recorded_at']}, {b['idempotency_key']} "
+            f"{b['type']}, {e_payload}, {b['recorded_at']}, {b['idempotency_key']}, "
+            f"{b['actor']}, {b['correlation_id']}, {b['causation_id']}, {e_extra} "
             f"FROM {event_table} k JOIN {log_table} l "
             f"ON l.{self.log_id_col} = k.{bare('log')} "
             f"JOIN {event_table} e ON {b['log']} = k.{bare('log')} "
@@ -207,31 +226,39 @@ class Statements:
             )
 
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)
-    def insert_events(self, count: int) -> str:
+    def insert_events(self, count: int, metadata: bool) -> str:
         """Insert ``count`` events, in the order given, in one statement.
 
-        Parameters: log id, index, type, payload, recorded_at, key, per event.
-        The no-gap trigger fires per row and sees the rows inserted before it
-        by the same statement, so a batch's events follow one another.
+        Parameters, per event: log id, index, type, payload, recorded_at,
+        key, and with ``metadata`` actor, correlation id, causation id and
+        extra. The no-gap trigger fires per row and sees the rows inserted
+        before it by the same statement, so a batch's events follow one
+        another.
         """
-        rows = ", ".join([f"({self._values})"] * count)
+        rows = ", ".join([f"({self._values[metadata]})"] * count)
         return f"INSERT INTO {self.event_table} ({self._columns}) VALUES {rows}"
 
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)
-    def create_log_with(self, count: int) -> str | None:
+    def create_log_with(self, count: int, metadata: bool) -> str | None:
         """PostgreSQL: a log and its first ``count`` events in one statement
-        (None elsewhere). Parameters: as :attr:`insert_log`, then as
-        :meth:`insert_events`.
+        (a data-modifying CTE, which SQLite lacks: None there). Parameters:
+        as :attr:`insert_log`, then as :meth:`insert_events`.
         """
-        if self.create_log is None or count == 1:
-            return self.create_log
-        columns = [f"c{i}" for i in range(len(_EVENT_FIELDS))]
-        rows = ", ".join([f"({self._values})"] * count)
+        if not self._postgresql:
+            return None
+        values = self._values[metadata]
+        new_log = f"WITH new_log AS ({self.insert_log} RETURNING {self.log_id_col}) "
+        if count == 1:
+            return (
+                f"{new_log}INSERT INTO {self.event_table} ({self._columns}) "
+                f"SELECT {values} FROM new_log"
+            )
+        columns = [f"c{i}" for i in range(len(_EVENT_FIELDS + _METADATA_FIELDS))]
+        rows = ", ".join([f"({values})"] * count)
         # Selected FROM new_log, so the log row is inserted before its events
         # (its RETURNING feeds them), and in index order for the trigger.
         return (
-            f"WITH new_log AS ({self.insert_log} RETURNING {self.log_id_col}) "
-            f"INSERT INTO {self.event_table} ({self._columns}) "
+            f"{new_log}INSERT INTO {self.event_table} ({self._columns}) "
             f"SELECT {', '.join(f'v.{c}' for c in columns)} FROM new_log "
             f"CROSS JOIN (VALUES {rows}) AS v({', '.join(columns)}) ORDER BY v.c1"
         )

@@ -27,9 +27,23 @@ __all__ = ["FeedRow", "FeedStatements", "feed_statements"]
 #: One event of the feed: txid (None on SQLite), id, log id as the driver
 #: returns it, then as :data:`~django_eventlog.sql.Row`: index, type,
 #: payload as JSON text, recorded_at (see
-#: :attr:`FeedStatements.convert_recorded_at`), key. The log's kind is not
+#: :attr:`FeedStatements.convert_recorded_at`), key, and the metadata's four
+#: columns. The log's kind is not
 #: in it: :attr:`FeedStatements.kinds` reads the kinds of a page's logs.
-FeedRow = tuple["int | None", int, Any, int, str, str, datetime, "str | None"]
+FeedRow = tuple[
+    "int | None",
+    int,
+    Any,
+    int,
+    str,
+    str,
+    datetime,
+    "str | None",
+    "str | None",
+    "str | None",
+    "str | None",
+    "str | None",
+]
 
 
 class FeedStatements:

@@ -19,6 +19,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from django_eventlog import feed_queries, projection_control, projection_locks
+from django_eventlog.event_context import event_context
 from django_eventlog.exceptions import EventLogError
 from django_eventlog.management.progress import Progress
 from django_eventlog.positions import parse_position
@@ -76,6 +77,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        # What the projections' handlers write says who: this command (and,
+        # each event, which event caused it: see ProjectionRun).
+        with event_context(actor="system:eventlog_projections"):
+            self._handle(options)
+
+    def _handle(self, options: dict[str, Any]) -> None:
         action = options["action"]
         if action in ("run", "rebuild"):
             # A long run allocates records by the million: leave what lives

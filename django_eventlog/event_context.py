@@ -1,0 +1,237 @@
+"""Who did it and why: the metadata every event carries, and the context
+that sets it.
+
+``EventMetadata`` holds ``actor`` (who: ``"user:42"``, ``"system:seed"``),
+``correlation_id`` (the request, job or conversation the event belongs
+to), ``causation_id`` (the event or command that caused it) and ``extra``
+(a small JSON object). ``event_context(...)`` sets it for every write inside
+it, through a context variable: each thread and each asyncio task has its
+own, ``sync_to_async`` and ``async_to_sync`` carry it across, and nested
+contexts merge, the inner one winning. ``metadata=`` on a write wins over
+the context. Metadata is never part of the idempotency comparison.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import msgspec
+
+from .aggregates import FeedRecord
+from .event_metadata import NO_METADATA, EventMetadata
+from .exceptions import InvalidArgument
+from .validation import METADATA_EXTRA_MAX_BYTES, METADATA_TEXT_MAX_LENGTH, check_text
+
+__all__ = [
+    "Handling",
+    "current_metadata",
+    "decode_metadata",
+    "encode_extra",
+    "event_context",
+    "handling",
+    "metadata_for_write",
+]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_TEXT_FIELDS = ("actor", "correlation_id", "causation_id")
+
+
+#: What the enclosing ``event_context`` blocks set: field -> value, with
+#: ``extra`` merged key by key.
+_context: contextvars.ContextVar[EventMetadata] = contextvars.ContextVar(
+    "django_eventlog_event_context", default=NO_METADATA
+)
+
+
+def _merged(outer: EventMetadata, inner: EventMetadata) -> EventMetadata:
+    """``inner`` over ``outer``: a field inner sets wins, ``extra`` merges."""
+    if not outer:
+        return inner
+    if not inner:
+        return outer
+    texts = {
+        name: getattr(inner, name)
+        if getattr(inner, name) is not None
+        else getattr(outer, name)
+        for name in _TEXT_FIELDS
+    }
+    extra = {**outer.extra, **inner.extra} if inner.extra else outer.extra
+    return EventMetadata(**texts, extra=MappingProxyType(dict(extra)))
+
+
+def _checked(
+    actor: object, correlation_id: object, causation_id: object, extra: object
+) -> EventMetadata:
+    """The metadata, each field checked; ``InvalidArgument`` naming the bad
+    one."""
+    texts = {}
+    for name, value in zip(
+        _TEXT_FIELDS, (actor, correlation_id, causation_id), strict=True
+    ):
+        texts[name] = (
+            None if value is None else check_text(name, value, METADATA_TEXT_MAX_LENGTH)
+        )
+    return EventMetadata(**texts, extra=_checked_extra(extra))
+
+
+def _checked_extra(extra: object) -> Mapping[str, Any]:
+    if extra is None:
+        return _EMPTY
+    if not isinstance(extra, Mapping) or not all(isinstance(k, str) for k in extra):
+        raise InvalidArgument(
+            "metadata extra must be a mapping with str keys, got "
+            f"{type(extra).__name__}."
+        )
+    encoded = encode_extra(dict(extra))
+    # What is stored is what reads give back: builtins only, a copy.
+    return MappingProxyType(msgspec.json.decode(encoded)) if encoded else _EMPTY
+
+
+def encode_extra(extra: Mapping[str, Any]) -> bytes | None:
+    """``extra`` as stored JSON, None when empty; ``InvalidArgument`` if it
+    is not JSON or larger than ``METADATA_EXTRA_MAX_BYTES``."""
+    if not extra:
+        return None
+    try:
+        encoded = msgspec.json.encode(dict(extra))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InvalidArgument(f"metadata extra is not JSON: {e}") from None
+    if len(encoded) > METADATA_EXTRA_MAX_BYTES:
+        raise InvalidArgument(
+            f"metadata extra is {len(encoded)} bytes encoded; at most "
+            f"{METADATA_EXTRA_MAX_BYTES} are stored."
+        )
+    return encoded
+
+
+@contextlib.contextmanager
+def event_context(
+    *,
+    actor: str | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+    **extra: Any,
+) -> Iterator[EventMetadata]:
+    """Set metadata for every event written inside the block.
+
+    Keyword arguments other than the three named ones go into ``extra``.
+    Nested blocks merge with the outer ones, the inner value winning (for
+    ``extra``, key by key). Yields the metadata in effect inside the block.
+    ``InvalidArgument`` for a value that cannot be stored, before anything
+    is set.
+    """
+    inner = _checked(actor, correlation_id, causation_id, extra or None)
+    merged = _merged(_context.get(), inner)
+    _check_size(merged)
+    token = _context.set(merged)
+    try:
+        yield merged
+    finally:
+        _context.reset(token)
+
+
+class Handling:
+    """The event a projection or subscriber is handling now, for the
+    metadata of what its handler writes: the causation is that event's
+    position, and the correlation its correlation (the request that began
+    it all), where it has one. The run sets :attr:`record` before each
+    event: one attribute, not a context of its own per event."""
+
+    __slots__ = ("record",)
+
+    def __init__(self) -> None:
+        self.record: FeedRecord | None = None
+
+    def metadata(self) -> EventMetadata:
+        record = self.record
+        if record is None:
+            return NO_METADATA
+        return EventMetadata(
+            correlation_id=record.metadata.correlation_id,
+            causation_id=record.position,
+        )
+
+
+_handling: contextvars.ContextVar[Handling | None] = contextvars.ContextVar(
+    "django_eventlog_handling", default=None
+)
+
+
+@contextlib.contextmanager
+def handling() -> Iterator[Handling]:
+    """Inside the block, writes take their causation (and correlation) from
+    the :class:`Handling`'s current record, under any ``event_context``."""
+    token = _handling.set(Handling())
+    try:
+        yield _handling.get()  # type: ignore[misc]
+    finally:
+        _handling.reset(token)
+
+
+def current_metadata() -> EventMetadata:
+    """The metadata the enclosing ``event_context`` blocks set (none: an
+    empty ``EventMetadata``)."""
+    return _context.get()
+
+
+def metadata_for_write(explicit: object) -> EventMetadata:
+    """The metadata of a write: the context's, with ``explicit`` (an
+    ``EventMetadata``, a mapping of its fields, or None) winning over it."""
+    found = _context.get()
+    cause = _handling.get()
+    if cause is not None:
+        # What an event_context sets wins over what the handled event gives.
+        found = _merged(cause.metadata(), found)
+    if explicit is None:
+        return found
+    if isinstance(explicit, EventMetadata):
+        given = _checked(
+            explicit.actor,
+            explicit.correlation_id,
+            explicit.causation_id,
+            explicit.extra or None,
+        )
+    elif isinstance(explicit, Mapping):
+        unknown = set(explicit) - {*_TEXT_FIELDS, "extra"}
+        if unknown:
+            raise InvalidArgument(
+                f"metadata has no field {sorted(unknown)[0]!r}: it takes actor, "
+                "correlation_id, causation_id and extra."
+            )
+        given = _checked(*(explicit.get(n) for n in (*_TEXT_FIELDS, "extra")))
+    else:
+        raise InvalidArgument(
+            "metadata must be an EventMetadata, a mapping of its fields or "
+            f"None, got {type(explicit).__name__}."
+        )
+    merged = _merged(found, given)
+    _check_size(merged)
+    return merged
+
+
+def _check_size(metadata: EventMetadata) -> None:
+    # Merging two small extras may make one too large.
+    if metadata.extra:
+        encode_extra(metadata.extra)
+
+
+def decode_metadata(
+    actor: str | None,
+    correlation_id: str | None,
+    causation_id: str | None,
+    extra: str | bytes | None,
+) -> EventMetadata:
+    """The metadata of a stored event from its columns (``extra`` as JSON
+    text); the shared empty one when none is set."""
+    if (actor, correlation_id, causation_id, extra) == (None, None, None, None):
+        return NO_METADATA
+    return EventMetadata(
+        actor,
+        correlation_id,
+        causation_id,
+        _EMPTY if extra is None else MappingProxyType(msgspec.json.decode(extra)),
+    )
