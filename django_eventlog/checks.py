@@ -17,7 +17,7 @@ from django.db import DatabaseError, connections, router, transaction
 from . import queries
 from .aggregates import Aggregate
 from .cache_entries import why_uncacheable
-from .conf import DEFAULTS, load_aggregate, load_policy, setting
+from .conf import DEFAULTS, load_actor, load_aggregate, load_policy, setting
 from .events import registered_type_names
 from .models import Event
 from .policies import NeverCache
@@ -178,6 +178,17 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         )
     )
     errors.extend(_projection_settings())
+    try:
+        load_actor(setting("EVENTLOG_ACTOR"))
+    except ImproperlyConfigured as e:
+        errors.append(
+            Error(
+                f"EVENTLOG_ACTOR: {e}",
+                hint="Name a function that takes the request and returns the "
+                "actor (a str) or None, or remove it to use 'user:<pk>'.",
+                id="django_eventlog.E023",
+            )
+        )
     return errors
 
 

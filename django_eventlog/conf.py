@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -14,7 +15,12 @@ from .exceptions import InvalidArgument
 from .validation import check_aggregate_class
 
 if TYPE_CHECKING:
+    from django.http import HttpRequest
+
     from .aggregates import Aggregate, CachingPolicy
+
+#: What ``EVENTLOG_ACTOR`` names: the actor of a request, or None.
+ActorFunction = Callable[["HttpRequest"], "str | None"]
 
 DEFAULTS: dict[str, Any] = {
     # Rows fetched per round trip when reduce() streams a log.
@@ -61,6 +67,9 @@ DEFAULTS: dict[str, Any] = {
     # Seconds the feed's horizon may stand still, while events wait behind
     # it, before the runner logs a warning naming what holds it.
     "EVENTLOG_PROJECTION_HORIZON_WARNING": 60,
+    # The function (or its dotted path) EventContextMiddleware asks for the
+    # actor of a request; None: "user:<pk>" of request.user, if signed in.
+    "EVENTLOG_ACTOR": None,
 }
 
 
@@ -170,6 +179,10 @@ class Settings:
     def EVENTLOG_PROJECTION_HORIZON_WARNING(self) -> float:
         return float(self._get("EVENTLOG_PROJECTION_HORIZON_WARNING"))
 
+    @property
+    def EVENTLOG_ACTOR(self) -> ActorFunction | None:
+        return load_actor(self._get("EVENTLOG_ACTOR"))
+
 
 def load_aggregate(value: object) -> type[Aggregate]:
     """Return the Aggregate subclass a setting names: the class or its path."""
@@ -215,6 +228,29 @@ def _import_policy(path: str) -> CachingPolicy:
                 f"Policy class {path!r} cannot be created without arguments: {e!r}"
             ) from e
     return load_policy(value)
+
+
+def load_actor(value: object) -> ActorFunction | None:
+    """Return the actor function a setting names: None, the function or its
+    dotted path."""
+    if isinstance(value, str):
+        return _import_actor(value)
+    if value is not None and not callable(value):
+        raise ImproperlyConfigured(
+            f"{value!r} is neither a function nor the dotted path of one."
+        )
+    return value
+
+
+@functools.lru_cache(maxsize=8)
+def _import_actor(path: str) -> ActorFunction:
+    try:
+        value = import_string(path)
+    except ImportError as e:
+        raise ImproperlyConfigured(f"Cannot import actor function {path!r}: {e}") from e
+    if not callable(value):
+        raise ImproperlyConfigured(f"{path!r} names {value!r}, which is not callable.")
+    return value  # type: ignore[no-any-return]
 
 
 conf = Settings()

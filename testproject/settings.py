@@ -33,6 +33,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every event a request writes records who made it (the signed-in user)
+    # and which request it was (X-Correlation-ID, echoed in the response).
+    "django_eventlog.middleware.EventContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
 ]
 

@@ -849,6 +849,50 @@ def test_events_next_links_walk_a_long_log(client: Client) -> None:
     assert pages == 3  # 50 + 50 + 30
 
 
+# Who and which request: the demo runs EventContextMiddleware
+
+
+@pytest.mark.parametrize("signed_in", [False, True], ids=["anonymous", "signed-in"])
+def test_the_api_records_who_made_each_request_and_which_request_it_was(
+    client: Client, django_user_model: Any, signed_in: bool
+) -> None:
+    actor = None
+    if signed_in:
+        user = django_user_model.objects.create_user(username="clerk")
+        client.force_login(user)
+        actor = f"user:{user.pk}"
+    response = client.post(
+        API,
+        {"amount": 10_000},
+        content_type="application/json",
+        headers={"X-Correlation-ID": "checkout-7"},
+    )
+    assert response.status_code == 201
+    assert response["X-Correlation-ID"] == "checkout-7"
+    payment_id = response.json()["id"]
+    # The request and the gateway's decision, both written by that request.
+    assert [
+        (r.type, r.metadata.actor, r.metadata.correlation_id)
+        for r in Log.objects.load(payment_id)
+    ] == [
+        ("payment.requested", actor, "checkout-7"),
+        ("payment.authorized", actor, "checkout-7"),
+    ]
+
+    # A capture without the header: a correlation id of its own, answered.
+    response = capture(client, payment_id, 4_000)
+    assert response.status_code == 201
+    fresh = response["X-Correlation-ID"]
+    assert re.fullmatch(r"[0-9a-f]{32}", fresh)
+    assert response.json()["event"]["metadata"] == {
+        "actor": actor,
+        "correlation_id": fresh,
+        "causation_id": None,
+        "extra": {},
+    }
+    assert Event.objects.get(correlation_id=fresh).type == "payment.captured"
+
+
 # Management commands
 
 
