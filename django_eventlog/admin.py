@@ -1,8 +1,8 @@
 """Read-only admin for logs and events, with a timeline per log.
 
-``LogAdmin`` and ``EventAdmin`` are registered on the default admin site,
-and so are ``ProjectionAdmin`` and ``ProjectionSkipAdmin``
-(:mod:`django_eventlog.projection_admin`).
+``LogAdmin`` and ``EventAdmin`` (:mod:`django_eventlog.event_admin`) are
+registered on the default admin site, and so are ``ProjectionAdmin`` and
+``ProjectionSkipAdmin`` (:mod:`django_eventlog.projection_admin`).
 To change them, unregister and register a subclass, or register them on
 your own ``AdminSite``::
 
@@ -24,11 +24,11 @@ from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import formats, timezone
-from django.utils.html import format_html
 
 from . import queries
-from .admin_base import EstimatedCountPaginator, ReadOnlyAdmin, timeline_url
+from .admin_base import EstimatedCountPaginator, ReadOnlyAdmin, correlation_url
 from .conf import conf
+from .event_admin import EventAdmin
 from .events import registered_type_names
 from .models import Event, Log, ProjectionCheckpoint, ProjectionSkip
 from .projection_admin import ProjectionAdmin, ProjectionSkipAdmin
@@ -190,16 +190,31 @@ class LogAdmin(ReadOnlyAdmin):
 
         recorded_at = RecordDecoder(using).recorded_at
         limit, depth = self.timeline_payload_limit, self.timeline_payload_depth
-        entries = [
-            TimelineEntry(
-                index,
-                type_name,
-                recorded_at(when),
-                key,
-                render_payload(payload, limit=limit, depth=depth),
+        # A correlation id links to the event list, for who may open it
+        # (asked once, and only if the page shows a correlation id).
+        linked: bool | None = None
+        entries = []
+        for index, type_name, payload, when, key, *metadata in rows:
+            actor, correlation, causation, _ = metadata
+            url = None
+            if correlation is not None:
+                if linked is None:
+                    linked = self.may_list_events(request)
+                if linked:
+                    url = correlation_url(correlation, self.admin_site.name)
+            entries.append(
+                TimelineEntry(
+                    index,
+                    type_name,
+                    recorded_at(when),
+                    key,
+                    render_payload(payload, limit=limit, depth=depth),
+                    actor=actor,
+                    correlation_id=correlation,
+                    causation_id=causation,
+                    correlation_url=url,
+                )
             )
-            for index, type_name, payload, when, key, *_ in rows
-        ]
         aggregate_class = conf.EVENTLOG_ADMIN_AGGREGATES.get(log.kind)
         state_error = None
         if show_state and aggregate_class is not None and entries:
@@ -242,6 +257,11 @@ class LogAdmin(ReadOnlyAdmin):
             "timeline_toggle_state_url": link(state="" if show_state else "1"),
         }
 
+    def may_list_events(self, request: HttpRequest) -> bool:
+        """Whether the user may open this site's event list."""
+        event_admin = self.admin_site._registry.get(Event)
+        return event_admin is not None and event_admin.has_view_permission(request)
+
 
 def _non_negative_int(value: str | None) -> int | None:
     try:
@@ -249,63 +269,6 @@ def _non_negative_int(value: str | None) -> int | None:
     except ValueError:
         return None
     return number if number >= 0 else None
-
-
-class EventAdmin(ReadOnlyAdmin):
-    """Events across logs: search by type or idempotency key, filter by time."""
-
-    list_display = (
-        "id",
-        "timeline_link",
-        "index",
-        "type",
-        "recorded_at",
-        "idempotency_key",
-    )
-    list_display_links = None
-    list_filter = (("recorded_at", admin.DateFieldListFilter),)
-    search_fields = ("=type", "=idempotency_key")
-    search_help_text = (
-        "An exact event type or idempotency key. Any time range: "
-        "?recorded_at__gte=2026-01-01T00:00Z&recorded_at__lt=2026-02-01T00:00Z"
-    )
-    ordering = ("-id",)
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Event]:
-        # The list shows no payload: a page of large ones would cost the
-        # database, the network and memory for nothing.
-        return super().get_queryset(request).defer("payload")
-
-    def get_search_results(
-        self, request: HttpRequest, queryset: QuerySet[Event], search_term: str
-    ) -> tuple[QuerySet[Event], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        return queryset.filter(Q(type=term) | Q(idempotency_key=term)), False
-
-    @admin.display(description="log")
-    def timeline_link(self, event: Event) -> str:
-        url = timeline_url(event.log_id, event.index, self.admin_site.name)
-        return format_html('<a href="{}">{}</a>', url, event.log_id)
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        event = self.get_object(request, object_id)
-        if (
-            event is None
-            or request.method == "POST"
-            or not self.has_view_permission(request, event)
-        ):
-            return super().change_view(request, object_id, form_url, extra_context)
-        return HttpResponseRedirect(
-            timeline_url(event.log_id, event.index, self.admin_site.name)
-        )
 
 
 admin.site.register(Log, LogAdmin)

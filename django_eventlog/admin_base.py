@@ -1,5 +1,6 @@
 """What every admin of the package shares: the read-only base, the
-estimated count, the link to an event's place in its log's timeline.
+estimated count, the link to an event's place in its log's timeline and
+the link to every event of one correlation id.
 
 Users import ``ReadOnlyAdmin`` and ``EstimatedCountPaginator`` from
 :mod:`django_eventlog.admin`, which re-exports them.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import uuid
 from functools import cached_property
 from typing import Any
+from urllib.parse import urlencode
 
 from django.contrib import admin
 from django.contrib.auth import get_permission_codename
@@ -19,7 +21,16 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
 from django.urls import reverse
 
-__all__ = ["EstimatedCountPaginator", "ReadOnlyAdmin", "timeline_url"]
+__all__ = [
+    "CORRELATION_PARAMETER",
+    "EstimatedCountPaginator",
+    "ReadOnlyAdmin",
+    "correlation_url",
+    "timeline_url",
+]
+
+#: The event list's query parameter for one correlation id.
+CORRELATION_PARAMETER = "correlation_id"
 
 
 class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -108,3 +119,10 @@ def timeline_url(log_id: uuid.UUID, index: int, site: str) -> str:
     scrolled to it."""
     url = reverse("admin:django_eventlog_log_change", args=[log_id], current_app=site)
     return f"{url}?from={index}#event-{index}"
+
+
+def correlation_url(correlation_id: str, site: str) -> str:
+    """The URL of the event list of the admin site named ``site``, filtered
+    to the events of ``correlation_id``, in every log."""
+    url = reverse("admin:django_eventlog_event_changelist", current_app=site)
+    return f"{url}?{urlencode({CORRELATION_PARAMETER: correlation_id})}"

@@ -1,5 +1,5 @@
 """What the admin timeline shows of each event: its payload and the state
-after it, as indented JSON of bounded size.
+after it, as indented JSON of bounded size, and who wrote it and why.
 
 Internal to the package: the admin is :mod:`django_eventlog.admin`.
 """
@@ -29,7 +29,7 @@ __all__ = [
 
 @dataclass
 class TimelineEntry:
-    """One event as the timeline shows it."""
+    """One event as the timeline shows it: what happened, who did it and why."""
 
     index: int
     type: str
@@ -37,6 +37,11 @@ class TimelineEntry:
     idempotency_key: str | None
     payload: str
     state: list[tuple[str, str, bool]] = field(default_factory=list)
+    actor: str | None = None
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    #: the event list filtered to the correlation id, if the viewer may see it
+    correlation_url: str | None = None
 
 
 def render_json(value: Any, *, limit: int, depth: int) -> str:

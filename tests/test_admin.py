@@ -210,11 +210,15 @@ class Entry:
     state: list[tuple[str, Any, bool]]
 
 
+# The timeline's cells read into an Entry, by class.
+_COLUMNS = ("index", "type", "recorded", "key", "payload")
+
+
 def timeline(response: Response) -> list[Entry]:
     assert response.status_code == 200
     entries = []
     for row in parse(response).find_all("tr", "eventlog-event"):
-        cells = row.cells()
+        cells = [row.find("td", f"eventlog-{name}") for name in _COLUMNS]
         index = int(cells[0].text())
         assert row.attrs["id"] == f"event-{index}"
         state = [
