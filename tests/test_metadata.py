@@ -106,13 +106,17 @@ def test_threads_do_not_share_a_context() -> None:
     another, nor what the submitting thread set (carry it with
     ``contextvars.copy_context().run``)."""
     barrier = threading.Barrier(4)
+    # One write at a time (SQLite's shared test database has one writer):
+    # what is under test is that four contexts are set at once.
+    writing = threading.Lock()
 
     def write(worker: int) -> LogState:
         try:
             barrier.wait(timeout=10)  # all four inside their contexts at once
             with event_context(actor=f"worker:{worker}", correlation_id=f"c{worker}"):
                 barrier.wait(timeout=10)
-                return Log.objects.create_log(Opened(f"{worker}"), kind="account")
+                with writing:
+                    return Log.objects.create_log(Opened(f"{worker}"), kind="account")
         finally:
             connection.close()
 
