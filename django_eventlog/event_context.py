@@ -136,24 +136,42 @@ def event_context(
 
 class Handling:
     """The event a projection or subscriber is handling now, for the
-    metadata of what its handler writes: the causation is that event's
-    position, and the correlation its correlation (the request that began
-    it all), where it has one. The run sets :attr:`record` before each
-    event: one attribute, not a context of its own per event."""
+    metadata of what its handler writes. The run sets :attr:`record` before
+    each event: one attribute, not a context of its own per event.
 
-    __slots__ = ("record",)
+    A write in the handler is caused by that event (its position is the
+    causation id) and belongs to its correlation (the request that began
+    it all), where it has one; the context around the run (the runner's
+    actor and correlation id) fills in the rest, and a context set inside
+    the handler wins over both.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("outer", "record")
+
+    def __init__(self, outer: EventMetadata) -> None:
+        #: The context when the handling began (the run's).
+        self.outer = outer
         self.record: FeedRecord | None = None
 
-    def metadata(self) -> EventMetadata:
+    def over(self, current: EventMetadata) -> EventMetadata:
+        """The metadata of a write in the handler, ``current`` being the
+        context in effect there."""
         record = self.record
         if record is None:
-            return NO_METADATA
-        return EventMetadata(
-            correlation_id=record.metadata.correlation_id,
-            causation_id=record.position,
-        )
+            return current
+        given = {
+            "correlation_id": record.metadata.correlation_id,
+            "causation_id": record.position,
+        }
+        fields = {}
+        for name in _TEXT_FIELDS:
+            value = getattr(current, name)
+            # A field the handler's own context set (it differs from the
+            # run's) wins; else what the handled event gives, if anything.
+            if value == getattr(self.outer, name) and given.get(name) is not None:
+                value = given[name]
+            fields[name] = value
+        return EventMetadata(**fields, extra=current.extra)
 
 
 _handling: contextvars.ContextVar[Handling | None] = contextvars.ContextVar(
@@ -165,7 +183,7 @@ _handling: contextvars.ContextVar[Handling | None] = contextvars.ContextVar(
 def handling() -> Iterator[Handling]:
     """Inside the block, writes take their causation (and correlation) from
     the :class:`Handling`'s current record, under any ``event_context``."""
-    token = _handling.set(Handling())
+    token = _handling.set(Handling(_context.get()))
     try:
         yield _handling.get()  # type: ignore[misc]
     finally:
@@ -184,8 +202,7 @@ def metadata_for_write(explicit: object) -> EventMetadata:
     found = _context.get()
     cause = _handling.get()
     if cause is not None:
-        # What an event_context sets wins over what the handled event gives.
-        found = _merged(cause.metadata(), found)
+        found = cause.over(found)
     if explicit is None:
         return found
     if isinstance(explicit, EventMetadata):

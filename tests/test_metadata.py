@@ -9,10 +9,12 @@ import contextvars
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from io import StringIO
 from typing import Any, ClassVar
 
 import pytest
 from asgiref.sync import async_to_sync, sync_to_async
+from django.core.management import call_command
 from django.db import connection
 
 from django_eventlog import (
@@ -220,6 +222,31 @@ def test_a_bad_context_is_refused_before_it_is_set() -> None:
     assert current_metadata() == EventMetadata()
 
 
+class Inner(Projection):
+    """Writes under a context of its own: that context wins."""
+
+    name = "tests.inner"
+    kinds: ClassVar[Sequence[str] | None] = ("account",)
+    target: ClassVar[LogState | None] = None
+
+    def handle(self, record: FeedRecord) -> None:
+        assert Inner.target is not None
+        with event_context(correlation_id="mine", step=1):
+            Inner.target = Log.objects.append(Inner.target, Deposited(1))
+
+
+def test_a_context_set_inside_a_handler_wins_over_the_handled_event() -> None:
+    with event_context(correlation_id="req-7"):
+        Log.objects.create_log(Opened("ada"), kind="account")
+    Inner.target = Log.objects.create_log(Opened("inner"), kind="inner")
+    [handled] = [r for r in Log.objects.feed() if r.kind == "account"]
+    with event_context(actor="system:test", correlation_id="run-1"):
+        ProjectionRun(Inner(), "default").step()
+    assert stored(Inner.target)[1] == EventMetadata(
+        "system:test", "mine", handled.position, {"step": 1}
+    )
+
+
 class Echo(Projection):
     """Appends, for each account event it handles, a deposit to one log of
     its own: what it writes is caused by the event it handles."""
@@ -239,12 +266,13 @@ def test_what_a_handler_writes_is_caused_by_the_event_it_handles() -> None:
     second = Log.objects.create_log(Opened("bob"), kind="account")
     Echo.target = Log.objects.create_log(Opened("echo"), kind="echo")
     handled = [r for r in Log.objects.feed() if r.kind == "account"]
-    with event_context(actor="system:test"):
+    with event_context(actor="system:test", correlation_id="run-1"):
         ProjectionRun(Echo(), "default").step()
     written = stored(Echo.target)[1:]
+    # The handled event's correlation where it has one, else the run's.
     assert written == [
         EventMetadata("system:test", "req-7", handled[0].position),
-        EventMetadata("system:test", None, handled[1].position),
+        EventMetadata("system:test", "run-1", handled[1].position),
     ]
     assert [r.log_id for r in handled] == [first.log_id, second.log_id]
     # Outside a handler nothing is caused by anything.
@@ -260,3 +288,20 @@ def test_correlation_ids_are_indexed() -> None:
     index = found["django_eventlog_corr_idx"]
     assert index["index"]
     assert index["columns"] == ["correlation_id"]
+
+
+def test_the_runner_command_writes_as_itself_in_a_run_of_its_own(
+    settings: Any,
+) -> None:
+    settings.EVENTLOG_PROJECTIONS = ["tests.test_metadata.Echo"]
+    Log.objects.create_log(Opened("ada"), kind="account")
+    Echo.target = Log.objects.create_log(Opened("echo"), kind="echo")
+    for _ in range(2):
+        Log.objects.create_log(Opened("bob"), kind="account")
+        call_command("eventlog_projections", "run", "--once", stdout=StringIO())
+    written = stored(Echo.target)[1:]  # 2 events in the first run, 1 in the second
+    assert [m.actor for m in written] == ["system:eventlog_projections"] * 3
+    # One correlation id per run of the command.
+    first, same, second = (m.correlation_id for m in written)
+    assert None not in (first, second)
+    assert first == same != second

@@ -13,6 +13,7 @@ import gc
 import getpass
 import signal
 import time
+import uuid
 from types import FrameType
 from typing import Any
 
@@ -77,9 +78,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        # What the projections' handlers write says who: this command (and,
-        # each event, which event caused it: see ProjectionRun).
-        with event_context(actor="system:eventlog_projections"):
+        # What the projections' handlers write says who: this command, in
+        # this run (and which event caused it, and that event's correlation
+        # where it has one: see event_context.Handling).
+        with event_context(
+            actor="system:eventlog_projections", correlation_id=uuid.uuid4().hex
+        ):
             self._handle(options)
 
     def _handle(self, options: dict[str, Any]) -> None:
