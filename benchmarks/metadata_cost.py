@@ -15,26 +15,35 @@ own transaction (autocommit):
   turns;
 * **create_log**: a new log with its first event.
 
-Two variants, in the same database:
+Three variants, in the same database:
 
-* **context**: each call inside its own ``event_context(actor="user:42",
+* **per call**: each call inside its own ``event_context(actor="user:42",
   correlation_id=<32 hex digits, one per log>, causation_id="command:<n>",
   ip="203.0.113.7")``, as a request under ``EventContextMiddleware`` that
   makes one write: entering and leaving the context (its checks) is timed
-  with the write;
+  with the write. The target is checked on this one;
+* **set**: one such context around a slice's 100 calls (one correlation id
+  for them all), as a management command or a job: what the write itself
+  costs once a context is set;
 * **none**: no context at all (the columns NULL, as before metadata).
 
 Each round measures both operations, the variants taking turns slice by
-slice (each slice starting with the other one, a CHECKPOINT before each
-slice), so that a burst of load on a shared machine falls on both alike. It
-prints the median µs per event, ``+-`` (half the range of the rounds over
-the median: differences below it are noise), events/s and the WAL bytes
-each event writes, each round's ratio (events/s with a context / without:
-below 1, the metadata costs) and their median, and the target's verdict.
+slice (each slice of three starting with another one; a CHECKPOINT at the
+start of each round and operation, or before each slice with
+``--checkpoint-every-slice``), so that a burst of load on a shared machine
+falls on all alike. Then **S**: the same rows written in a PL/pgSQL loop
+inside the server, with the metadata, with it but without the correlation
+index (dropped in the measuring transaction, rolled back), and without it:
+what the server pays, with no client, network or commit; and **P**: what
+entering and leaving the context costs in Python alone. It prints the
+median µs per event, ``+-`` (half the interquartile range over the median),
+events/s and the WAL bytes each event writes, the median ratio of each
+slice of three (events/s with a context / without: below 1, the metadata
+costs), and the target's verdict.
 Run ``make bench`` (PostgreSQL with default durability), or with a
 server's PG* variables set::
 
-    python benchmarks/metadata_cost.py          # ~3 minutes on 2 CPUs
+    python benchmarks/metadata_cost.py          # ~1 to 2 minutes on 2 CPUs
     python benchmarks/metadata_cost.py --quick  # seconds, for CI
 
 ``EVENTLOG_PG_PREPARE=1`` (as ``make bench`` sets it) turns on server-side
@@ -51,7 +60,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +70,8 @@ sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "benchmarks")) if p not in sys
 from _shared import NOTE, table, throwaway_database  # noqa: E402
 from eventstores import EVENTS_PER_LOG, setup_django  # noqa: E402
 
-CONTEXT, NONE = "context", "none"
-VARIANTS = (CONTEXT, NONE)
+PER_CALL, SET, NONE = "per call", "set", "none"
+VARIANTS = (PER_CALL, SET, NONE)
 APPEND, CREATE = "append", "create_log"
 OPERATIONS = (APPEND, CREATE)
 TARGET = 0.95
@@ -143,9 +152,9 @@ def spread(values: Sequence[float]) -> str:
 
 
 class Writer:
-    """The two operations, each under either variant: ``run(operation,
-    variant, calls)`` makes ``calls`` writes and returns the seconds they
-    took, the untimed set-up left out."""
+    """The two operations under each variant: ``run(operation, variant,
+    calls)`` makes ``calls`` writes and returns the seconds they took, the
+    untimed set-up left out."""
 
     def __init__(self) -> None:
         from _ours import Credited
@@ -155,7 +164,8 @@ class Writer:
         self.event = Credited(1, NOTE)
         self.objects = Log.objects
         self.event_context = event_context
-        self.commands = 0
+        #: Contexts entered, and the events written inside one.
+        self.commands = self.in_context = 0
 
     def context(self, correlation_id: str) -> Any:
         self.commands += 1
@@ -171,18 +181,25 @@ class Writer:
 
         # Refuse to time "none" inside a context someone forgot to leave.
         assert not current_metadata()
-        timed: Callable[[int, bool], float] = (
-            self.appends if operation == APPEND else self.creates
-        )
-        return timed(calls, variant == CONTEXT)
+        timed = self.appends if operation == APPEND else self.creates
+        if variant == SET:
+            with self.context(uuid.uuid4().hex):
+                seconds, events = timed(calls, per_call=False)
+        else:
+            seconds, events = timed(calls, per_call=variant == PER_CALL)
+        if variant != NONE:
+            self.in_context += events
+        return seconds
 
-    def appends(self, calls: int, with_context: bool) -> float:
+    def appends(self, calls: int, *, per_call: bool) -> tuple[float, int]:
+        """Seconds ``calls`` appends took, and the events written (the logs'
+        first ones too)."""
         per_log = EVENTS_PER_LOG - 1
         logs = -(-calls // per_log)
         ids = [uuid.uuid4().hex for _ in range(logs)]
         states = []
         for correlation_id in ids:  # untimed
-            if with_context:
+            if per_call:
                 with self.context(correlation_id):
                     states.append(self.objects.create_log(self.event, kind="account"))
             else:
@@ -190,45 +207,44 @@ class Writer:
         order = [n % logs for n in range(calls)]
         append, event = self.objects.append, self.event
         start = time.perf_counter()
-        if with_context:
+        if per_call:
             for n in order:
                 with self.context(ids[n]):
                     states[n] = append(states[n], event)
         else:
             for n in order:
                 states[n] = append(states[n], event)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, logs + calls
 
-    def creates(self, calls: int, with_context: bool) -> float:
+    def creates(self, calls: int, *, per_call: bool) -> tuple[float, int]:
         ids = [uuid.uuid4().hex for _ in range(calls)]
         create, event = self.objects.create_log, self.event
         start = time.perf_counter()
-        if with_context:
+        if per_call:
             for correlation_id in ids:
                 with self.context(correlation_id):
                     create(event, kind="account")
         else:
             for _ in ids:
                 create(event, kind="account")
-        return time.perf_counter() - start
+        return time.perf_counter() - start, calls
 
 
 def check_written(writer: Writer) -> None:
     """Every event written in a context has its metadata, every other one
-    none: the two variants did what they say."""
+    none: the variants did what they say."""
     from django_eventlog import Event, Log
 
-    # Each context holds one write (the untimed creates of the append slices
-    # included).
-    assert Event.objects.filter(actor=ACTOR).count() == writer.commands
-    assert Event.objects.filter(extra={"ip": IP}).count() == writer.commands
+    assert Event.objects.filter(actor=ACTOR).count() == writer.in_context
+    assert Event.objects.filter(extra={"ip": IP}).count() == writer.in_context
     bare = Event.objects.filter(
         actor__isnull=True,
         correlation_id__isnull=True,
         causation_id__isnull=True,
         extra__isnull=True,
     )
-    assert bare.count() == Event.objects.count() - writer.commands
+    assert bare.count() == Event.objects.count() - writer.in_context
+    # The last event written in a context is the last context's.
     sample = Event.objects.filter(actor=ACTOR).order_by("-id").first()
     assert sample is not None
     (record,) = Log.objects.load(sample.log_id, start=sample.index, limit=1)
@@ -273,7 +289,7 @@ $$
 """
 #: S's variants: with the metadata, without the correlation index (dropped
 #: in the measuring transaction, then rolled back), and none.
-SERVER_VARIANTS = (CONTEXT, "context, no index", NONE)
+SERVER_VARIANTS = ("metadata", "metadata, no index", NONE)
 CORRELATION_INDEX = "django_eventlog_corr_idx"
 
 
@@ -333,11 +349,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         measure_server(10, NONE)  # the session compiles the function
         for n in range(args.rounds):
             for operation in OPERATIONS:
-                turn = VARIANTS if n % 2 == 0 else VARIANTS[::-1]
                 if not args.checkpoint_every_slice:
                     execute("CHECKPOINT")
                 for s in range(slices):
-                    for variant in turn if s % 2 == 0 else turn[::-1]:
+                    # Each slice of three starts with another variant.
+                    first = (n + s) % len(VARIANTS)
+                    for variant in VARIANTS[first:] + VARIANTS[:first]:
                         if args.checkpoint_every_slice:
                             execute("CHECKPOINT")
                         before = wal_position()
@@ -381,12 +398,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"# {args.calls:,} calls of each operation and variant a round, each "
         f"event its own transaction, the variants in turns every {SLICE} calls "
-        f"(a pair), a CHECKPOINT {checkpoints}; {args.rounds} rounds; medians"
+        f"(a slice of three), a CHECKPOINT {checkpoints}; {args.rounds} rounds; "
+        "medians"
     )
     print(
-        f'# context: each call in its own event_context(actor="{ACTOR}", '
+        f'# per call: each call in its own event_context(actor="{ACTOR}", '
         'correlation_id=<32 hex, one per log>, causation_id="command:<n>", '
-        f'ip="{IP}"); none: no context'
+        f'ip="{IP}"); set: one such context around {SLICE} calls; none: no '
+        "context"
     )
     rows = [["operation, variant", "µs/event", "+-", "events/s", "WAL B/event"]]
     for operation in OPERATIONS:
@@ -416,32 +435,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(table(rows))
     verdicts = []
     for operation in OPERATIONS:
-        # A pair's two slices ran one after the other: a burst of load on a
-        # shared machine falls on both, and the median of the pairs leaves
-        # the bursts that did not out.
-        pairs = [
-            without / with_context
-            for with_context, without in zip(
-                seconds[operation][CONTEXT], seconds[operation][NONE], strict=True
+        # A slice of three ran one variant after the other: a burst of load
+        # on a shared machine falls on all, and the median of the slices
+        # leaves the bursts that did not out.
+        for variant in (PER_CALL, SET):
+            ratios = [
+                without / with_context
+                for with_context, without in zip(
+                    seconds[operation][variant], seconds[operation][NONE], strict=True
+                )
+            ]
+            rounds = [
+                statistics.median(ratios[r * slices : (r + 1) * slices])
+                for r in range(args.rounds)
+            ]
+            median = statistics.median(ratios)
+            if variant == PER_CALL:
+                verdicts.append(median >= TARGET)
+            print(
+                f"{operation}, context {variant} vs none, each round: "
+                + " ".join(f"{r:.3f}x" for r in rounds)
             )
-        ]
-        rounds = [
-            statistics.median(pairs[r * slices : (r + 1) * slices])
-            for r in range(args.rounds)
-        ]
-        median = statistics.median(pairs)
-        verdicts.append(median >= TARGET)
-        print(
-            f"{operation} context vs none, median of each round's pairs: "
-            + " ".join(f"{r:.3f}x" for r in rounds)
-        )
-        print(
-            f"{operation} with a context vs without: {median:.3f}x the events/s "
-            f"(median of {len(pairs)} pairs; {spread(pairs)} +-)"
-        )
-    diff = [a - b for a, b in zip(server[CONTEXT], server[NONE], strict=True)]
+            print(
+                f"{operation}, context {variant} vs none: {median:.3f}x the "
+                f"events/s (median of {len(ratios)} slices, {spread(ratios)} +-)"
+            )
+    with_metadata, no_index, _ = SERVER_VARIANTS
+    diff = [a - b for a, b in zip(server[with_metadata], server[NONE], strict=True)]
     index = [
-        a - b for a, b in zip(server[CONTEXT], server[SERVER_VARIANTS[1]], strict=True)
+        a - b for a, b in zip(server[with_metadata], server[no_index], strict=True)
     ]
     print(
         f"S the metadata costs the server {statistics.median(diff):+.2f} µs per "
@@ -453,7 +475,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "(best of 5)"
     )
     print(
-        f"target: appends with a context >= {TARGET}x without: "
+        f"target: appends with a context >= {TARGET}x without "
+        "(a context per call, append and create_log): "
         + ("met yes" if all(verdicts) else "met NO")
     )
     return 0
