@@ -35,7 +35,8 @@ falls on all alike. Then **S**: the same rows written in a PL/pgSQL loop
 inside the server, with the metadata, with it but without the correlation
 index (dropped in the measuring transaction, rolled back), and without it:
 what the server pays, with no client, network or commit; and **P**: what
-entering and leaving the context costs in Python alone. It prints the
+entering and leaving the context costs in Python alone, between writes and
+in a tight loop. It prints the
 median µs per event, ``+-`` (half the interquartile range over the median),
 events/s and the WAL bytes each event writes, the median ratio of each
 slice of three (events/s with a context / without: below 1, the metadata
