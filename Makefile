@@ -10,7 +10,7 @@
 #   make test-fast                 the fast suite, under a minute: SQLite, without the PostgreSQL,
 #                                  reliability (tests/reliability/), browser and packaging tests
 #   make bench                     django-eventlogs vs raw psycopg vs eventsourcing, then the
-#                                  feed's write cost (BENCH_ARGS=--quick)
+#                                  feed's and the metadata's write cost (BENCH_ARGS=--quick)
 #   make docs                      build the documentation into docs/_build/html (warnings are errors)
 #   make install                   (re)install the package and requirements/dev.txt into $(VENV)
 #

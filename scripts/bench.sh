@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Run benchmarks/eventstores.py, then benchmarks/feed_write_cost.py and
-# benchmarks/read_side.py (called by `make bench`).
+# Run benchmarks/eventstores.py, then benchmarks/feed_write_cost.py,
+# benchmarks/metadata_cost.py and benchmarks/read_side.py (called by
+# `make bench`).
 #
 #   scripts/bench.sh [ARGS]     ARGS go to eventstores.py: --quick, --huge,
 #                               --only AD, --stores ours,raw, -r 5 (see --help);
-#                               feed_write_cost.py and read_side.py get --quick
-#                               if ARGS has it
+#                               feed_write_cost.py, metadata_cost.py and
+#                               read_side.py get --quick if ARGS has it
 #
 # PostgreSQL: the server PGHOST (PGPORT, PGUSER, PGPASSWORD) names, if set;
 # otherwise a throwaway cluster on 127.0.0.1 with PostgreSQL's default
@@ -44,4 +45,5 @@ for arg in "$@"; do
     if [[ $arg == --quick ]]; then QUICK=(--quick); fi
 done
 "$VENV/bin/python" benchmarks/feed_write_cost.py "${QUICK[@]}"
+"$VENV/bin/python" benchmarks/metadata_cost.py "${QUICK[@]}"
 "$VENV/bin/python" benchmarks/read_side.py "${QUICK[@]}"

@@ -1,4 +1,8 @@
-"""Walk through the payment example of the eventlogs crate, printing each step."""
+"""Walk through the payment example of the eventlogs crate, printing each step.
+
+Every event it writes records the actor ``system:payment_walkthrough`` and
+one correlation id per run (printed first, and in each event's JSON).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from django_eventlog import IdempotentReplay, Log, Reduction
+from django_eventlog import IdempotentReplay, Log, Reduction, event_context
 from django_eventlog.signals import reduced
 from testproject.payments.events import (
     Authorized,
@@ -20,6 +24,9 @@ from testproject.payments.events import (
     Requested,
 )
 
+#: Who the walk-through's events say wrote them.
+ACTOR = "system:payment_walkthrough"
+
 
 class Command(BaseCommand):
     help = (
@@ -28,9 +35,12 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        correlation_id = uuid.uuid4().hex
+        self.step(f"Writing as {ACTOR} under correlation id {correlation_id}")
         reduced.connect(self.on_reduced, sender=Payment)
         try:
-            self.walk_through()
+            with event_context(actor=ACTOR, correlation_id=correlation_id):
+                self.walk_through()
         finally:
             reduced.disconnect(self.on_reduced, sender=Payment)
 

@@ -1,4 +1,9 @@
-"""Seed the demo database with payments of varied histories."""
+"""Seed the demo database with payments of varied histories.
+
+Every event it writes records the actor ``system:seed_payments`` and one
+correlation id per run, so the admin answers who wrote the seeded events
+and which run they came from.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +14,14 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from django_eventlog import ConcurrentAppend, Event, IdempotentReplay, Log, Reduction
+from django_eventlog import (
+    ConcurrentAppend,
+    Event,
+    IdempotentReplay,
+    Log,
+    Reduction,
+    event_context,
+)
 from testproject.payments.authorization import authorize
 from testproject.payments.events import (
     Captured,
@@ -18,6 +30,9 @@ from testproject.payments.events import (
     Refunded,
     Requested,
 )
+
+#: Who the seeded events say wrote them.
+ACTOR = "system:seed_payments"
 
 
 class Command(BaseCommand):
@@ -34,6 +49,12 @@ class Command(BaseCommand):
     def handle(
         self, *args: Any, count: int, seed: int, force: bool, **options: Any
     ) -> None:
+        # Who wrote the seeded events, and which run: one correlation id each.
+        correlation_id = uuid.uuid4().hex
+        with event_context(actor=ACTOR, correlation_id=correlation_id):
+            self.seed(count, seed, force, correlation_id)
+
+    def seed(self, count: int, seed: int, force: bool, correlation_id: str) -> None:
         if (
             not force
             and Event.objects.filter(idempotency_key=f"seed-{seed}-1").exists()
@@ -61,6 +82,7 @@ class Command(BaseCommand):
                 f"concurrency conflict and answered {replays} idempotent retry."
             )
         )
+        self.stdout.write(f"Written by {ACTOR} under correlation id {correlation_id}.")
 
     def payment(self, rng: random.Random, key: str, amount: int) -> int:
         """Create a payment; capture and refund parts of it by the payment's rules."""
