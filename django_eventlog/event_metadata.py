@@ -15,7 +15,6 @@ from typing import Any
 __all__ = ["NO_METADATA", "EventMetadata"]
 
 _NO_EXTRA: Mapping[str, Any] = MappingProxyType({})
-_METADATA_TEXTS = ("actor", "correlation_id", "causation_id")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,8 +43,11 @@ class EventMetadata:
 
     def __bool__(self) -> bool:
         """Whether any field is set."""
-        return bool(self.extra) or any(
-            getattr(self, name) is not None for name in _METADATA_TEXTS
+        return (
+            self.actor is not None
+            or self.correlation_id is not None
+            or self.causation_id is not None
+            or bool(self.extra)
         )
 
 
