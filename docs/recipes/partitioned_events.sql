@@ -33,6 +33,8 @@ ALTER INDEX django_eventlog_type_log_idx
     RENAME TO django_eventlog_event_unpartitioned_type_log_idx;
 ALTER INDEX django_eventlog_event_feed_idx
     RENAME TO django_eventlog_event_unpartitioned_feed_idx;
+ALTER INDEX django_eventlog_corr_idx
+    RENAME TO django_eventlog_event_unpartitioned_corr_idx;
 ALTER SEQUENCE django_eventlog_event_id_seq
     RENAME TO django_eventlog_event_unpartitioned_id_seq;
 
@@ -50,6 +52,11 @@ CREATE TABLE django_eventlog_event (
     log_id uuid NOT NULL,
     -- The feed position's first part; the no-gap trigger sets it (0007).
     txid bigint NOT NULL,
+    -- Who wrote the event and why (0009).
+    actor varchar(200),
+    correlation_id varchar(200),
+    causation_id varchar(200),
+    extra jsonb,
     CONSTRAINT django_eventlog_event_pkey PRIMARY KEY (id, log_id),
     -- Named as in the model. Each partition gets an index of its own
     -- (django_eventlog_event_p0_log_id_index_key, ...): a violation names that.
@@ -81,14 +88,17 @@ CREATE TABLE django_eventlog_event_p7 PARTITION OF django_eventlog_event
     FOR VALUES WITH (MODULUS 8, REMAINDER 7);
 
 -- Migration 0003's BRIN index, migration 0006's index for the admin
--- timeline's type filter, migration 0007's for the feed, and an index to
--- find an event by its key.
+-- timeline's type filter, migration 0007's for the feed, migration 0009's
+-- for correlation ids, and an index to find an event by its key.
 CREATE INDEX django_eventlog_event_recorded_at_brin
     ON django_eventlog_event USING brin (recorded_at);
 CREATE INDEX django_eventlog_type_log_idx
     ON django_eventlog_event (type, log_id, "index");
 CREATE INDEX django_eventlog_event_feed_idx
     ON django_eventlog_event (txid, id);
+CREATE INDEX django_eventlog_corr_idx
+    ON django_eventlog_event (correlation_id)
+    WHERE correlation_id IS NOT NULL;
 CREATE INDEX django_eventlog_event_idempotency_key_idx
     ON django_eventlog_event (idempotency_key)
     WHERE idempotency_key IS NOT NULL;
@@ -148,8 +158,10 @@ CREATE TRIGGER django_eventlog_event_no_truncate
 -- Move the events across, ids, keys and feed positions included, and
 -- continue the ids.
 INSERT INTO django_eventlog_event
-    (id, "index", type, payload, recorded_at, idempotency_key, log_id, txid)
-SELECT id, "index", type, payload, recorded_at, idempotency_key, log_id, txid
+    (id, "index", type, payload, recorded_at, idempotency_key, log_id, txid,
+     actor, correlation_id, causation_id, extra)
+SELECT id, "index", type, payload, recorded_at, idempotency_key, log_id, txid,
+    actor, correlation_id, causation_id, extra
 FROM django_eventlog_event_unpartitioned;
 SELECT setval(
     'django_eventlog_event_id_seq',
