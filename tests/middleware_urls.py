@@ -84,7 +84,8 @@ class WithoutAuser(MiddlewareMixin):
     ``request.user`` and no ``request.auser``."""
 
     def process_request(self, request: HttpRequest) -> None:
-        del request.auser
+        # Django 5.0+ sets auser; on 4.2 there is none to take away.
+        vars(request).pop("auser", None)
 
 
 urlpatterns = [
