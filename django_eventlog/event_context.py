@@ -204,9 +204,10 @@ _handling: contextvars.ContextVar[Handling | None] = contextvars.ContextVar(
 def handling() -> Iterator[Handling]:
     """Inside the block, writes take their causation (and correlation) from
     the :class:`Handling`'s current record, under any ``event_context``."""
-    token = _handling.set(Handling(_context.get()))
+    cause = Handling(_context.get())
+    token = _handling.set(cause)
     try:
-        yield _handling.get()  # type: ignore[misc]
+        yield cause
     finally:
         _handling.reset(token)
 
