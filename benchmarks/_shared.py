@@ -10,10 +10,11 @@ amounts, the number of events and the index the next event takes.
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 NOTE = "benchmark credit"
 
@@ -64,3 +65,17 @@ def throwaway_database() -> Iterator[str]:
         yield name
     finally:
         connection.creation.destroy_test_db(original, verbosity=0)
+
+
+def progress(message: str) -> None:
+    """A line of progress on stderr (stdout holds the results)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run ``sql`` on Django's connection; return its rows (none: [])."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []

@@ -67,7 +67,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "benchmarks")) if p not in sys.path]
 
-from _shared import table, throwaway_database  # noqa: E402
+from _shared import execute, progress, table, throwaway_database  # noqa: E402
 from eventstores import (  # noqa: E402
     EVENTS_PER_LOG,
     WORKERS,
@@ -145,19 +145,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             f"and --server-logs at least {SERVER_SLICES}"
         )
     return args
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Run ``sql`` on Django's connection; return its rows (none: [])."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description else []
 
 
 def use(dbname: str) -> None:

@@ -69,7 +69,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "benchmarks")) if p not in sys.path]
 
-from _shared import NOTE, table, throwaway_database  # noqa: E402
+from _shared import NOTE, execute, progress, table, throwaway_database  # noqa: E402
 from eventstores import EVENTS_PER_LOG, setup_django  # noqa: E402
 
 PER_CALL, SET, NONE = "per call", "set", "none"
@@ -124,19 +124,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.server_events < 10 * SERVER_SLICES:
         parser.error(f"--server-events must be at least {10 * SERVER_SLICES}")
     return args
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-    """Run ``sql`` on Django's connection; return its rows (none: [])."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return list(cursor.fetchall()) if cursor.description else []
 
 
 def wal_position() -> int:
