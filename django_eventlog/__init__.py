@@ -30,6 +30,7 @@ from .events import DomainEvent
 from .exceptions import (
     ConcurrentAppend,
     DuplicateEventType,
+    DuplicateUpcaster,
     EventDecodingError,
     EventEncodingError,
     EventLogError,
@@ -40,6 +41,7 @@ from .exceptions import (
     ImmutableLog,
     InvalidArgument,
     LogNotFound,
+    MissingUpcaster,
     StaleState,
     UnknownEventType,
 )
@@ -51,6 +53,7 @@ from .policies import (
     LogLengthPolicy,
     NeverCache,
 )
+from .upcasting import upcaster
 
 if TYPE_CHECKING:
     from .models import Event, Log, LogManager
@@ -65,6 +68,7 @@ __all__ = [
     "Decision",
     "DomainEvent",
     "DuplicateEventType",
+    "DuplicateUpcaster",
     "Event",
     "EventDecodingError",
     "EventEncodingError",
@@ -86,6 +90,7 @@ __all__ = [
     "LogManager",
     "LogNotFound",
     "LogState",
+    "MissingUpcaster",
     "NeverCache",
     "Projection",
     "Reduction",
@@ -95,6 +100,7 @@ __all__ = [
     "current_metadata",
     "event_context",
     "reset_cache_stats",
+    "upcaster",
     "wait_for_cache_writes",
 ]
 

@@ -194,7 +194,7 @@ class LogAdmin(ReadOnlyAdmin):
         # (asked once, and only if the page shows a correlation id).
         linked: bool | None = None
         entries = []
-        for index, type_name, payload, when, key, *metadata in rows:
+        for index, type_name, payload, when, key, *metadata, _version in rows:
             actor, correlation, causation, _ = metadata
             url = None
             if correlation is not None:

@@ -4,11 +4,13 @@ A ``DomainEvent`` subclass is a frozen dataclass with a stable stored type
 name. Events are encoded with msgspec, which decodes JSON straight into the
 declared field types in one pass (see ``benchmarks/event_codec.py``).
 
-Internal to the package (:mod:`django_eventlog.records` is their user):
-:func:`event_decoder`, the raw decoder of one type for the hot loop of
-reduce, and :data:`DECODE_ERRORS`, what it raises for a payload that does
-not fit its class; :func:`event_from_json`, the decoder of JSON input
-(:func:`django_eventlog.http.json_event` is its user).
+Internal to the package (:mod:`django_eventlog.upcasting` is their user):
+:func:`event_decoder`, the raw decoder of one class's current version, and
+:data:`DECODE_ERRORS`, what it raises for a payload that does not fit its
+class; :func:`event_from_json`, the decoder of JSON input
+(:func:`django_eventlog.http.json_event` is its user). Stored events are
+decoded, whatever their schema version, by
+:mod:`~django_eventlog.upcasting`.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ import msgspec
 
 from .exceptions import (
     DuplicateEventType,
-    EventDecodingError,
     EventEncodingError,
+    InvalidArgument,
     UnknownEventType,
 )
 
@@ -35,18 +37,22 @@ else:
 
 __all__ = [
     "DomainEvent",
-    "decode_event",
     "encode_event",
     "event_class",
+    "on_registry_change",
+    "registered_event_classes",
     "registered_type_names",
 ]
 
 TYPE_NAME_MAX_LENGTH = 200
+#: The highest ``schema_version`` (the column is a smallint).
+SCHEMA_VERSION_MAX = 32767
 
 _E = TypeVar("_E", bound="DomainEvent")
 
 _registry: dict[str, type[DomainEvent]] = {}
 _decoders: dict[type[DomainEvent], msgspec.json.Decoder[Any]] = {}
+_listeners: list[Callable[[], None]] = []
 _encoder = msgspec.json.Encoder()
 #: What a decoder raises for stored JSON that does not fit its class.
 DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError)
@@ -71,38 +77,113 @@ class DomainEvent:
 
     Two classes claiming one type name raise :class:`DuplicateEventType` when
     the second is defined.
+
+    Stored events outlive their class. ``schema_version`` (default 1) is
+    stored with each event; when a change would not decode the events
+    already stored (a field added without a default, removed, renamed or
+    given another type), raise it by one and register an
+    :func:`~django_eventlog.upcaster` from the old version's JSON to the
+    new one's. ``aliases`` lists the type's earlier names, so events stored
+    under them decode into this class. ``manage.py eventlog_schemas
+    --check`` catches a change made without either ("Changing events" in
+    the docs)::
+
+        class Captured(DomainEvent):
+            type_name = "payment.captured"
+            schema_version = 2
+            aliases = ("payments.Captured",)
+            amount: int
+            currency: str
     """
 
     type_name: ClassVar[str]
+    #: The version of this class's fields, stored with each event (1 to
+    #: :data:`SCHEMA_VERSION_MAX`); each class declares its own.
+    schema_version: ClassVar[int] = 1
+    #: Earlier type names of this class, read as its own.
+    aliases: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         dataclasses.dataclass(frozen=True)(cls)
-        name = cls.__dict__.get("type_name", cls.__name__)
-        if (
-            not isinstance(name, str)
-            or not name
-            or len(name) > TYPE_NAME_MAX_LENGTH
-            or "\x00" in name
-        ):
-            raise DuplicateEventType(
-                f"{cls.__qualname__}.type_name must be a non-empty string of at "
-                f"most {TYPE_NAME_MAX_LENGTH} characters, got {name!r}."
-            )
+        name = _type_name(cls, "type_name", cls.__dict__.get("type_name", cls.__name__))
         cls.type_name = name
-        existing = _registry.get(name)
-        # Re-executing the same class definition (a reloaded module) replaces it.
-        if existing is not None and (existing.__module__, existing.__qualname__) != (
-            cls.__module__,
-            cls.__qualname__,
-        ):
-            raise DuplicateEventType(
-                f"Event type name {name!r} is claimed by both "
-                f"{existing.__module__}.{existing.__qualname__} and "
-                f"{cls.__module__}.{cls.__qualname__}; set type_name on one of them."
-            )
-        _registry[name] = cls
+        cls.schema_version = _schema_version(cls)
+        cls.aliases = _aliases(cls, name)
+        names = (name, *cls.aliases)
+        for claimed in names:
+            existing = _registry.get(claimed)
+            # Re-executing the same class definition (a reloaded module)
+            # replaces it.
+            if existing is not None and not _same_definition(existing, cls):
+                raise DuplicateEventType(
+                    f"Event type name {claimed!r} is claimed by both "
+                    f"{existing.__module__}.{existing.__qualname__} and "
+                    f"{cls.__module__}.{cls.__qualname__}; set type_name on one "
+                    "of them."
+                )
+        for claimed, existing in list(_registry.items()):
+            if _same_definition(existing, cls):
+                del _registry[claimed]  # names an earlier definition claimed
+        for claimed in names:
+            _registry[claimed] = cls
         _decoders.pop(cls, None)
+        _changed()
+
+
+def _same_definition(a: type[DomainEvent], b: type[DomainEvent]) -> bool:
+    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
+
+
+def _type_name(cls: type[DomainEvent], attribute: str, name: object) -> str:
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > TYPE_NAME_MAX_LENGTH
+        or "\x00" in name
+    ):
+        raise DuplicateEventType(
+            f"{cls.__qualname__}.{attribute} must be a non-empty string of at "
+            f"most {TYPE_NAME_MAX_LENGTH} characters, got {name!r}."
+        )
+    return name
+
+
+def _schema_version(cls: type[DomainEvent]) -> int:
+    # Not inherited: a subclass is another type, with versions of its own.
+    version = cls.__dict__.get("schema_version", 1)
+    if (
+        not isinstance(version, int)
+        or isinstance(version, bool)
+        or not 1 <= version <= SCHEMA_VERSION_MAX
+    ):
+        raise InvalidArgument(
+            f"{cls.__qualname__}.schema_version must be an int from 1 to "
+            f"{SCHEMA_VERSION_MAX}, got {version!r}."
+        )
+    return version
+
+
+def _aliases(cls: type[DomainEvent], name: str) -> tuple[str, ...]:
+    aliases = cls.__dict__.get("aliases", ())
+    if isinstance(aliases, str) or not isinstance(aliases, (tuple, list)):
+        raise InvalidArgument(
+            f"{cls.__qualname__}.aliases must be a tuple of type names, got "
+            f"{aliases!r}."
+        )
+    checked = tuple(_type_name(cls, "aliases", alias) for alias in aliases)
+    if name in checked or len(set(checked)) != len(checked):
+        raise InvalidArgument(
+            f"{cls.__qualname__}.aliases must name earlier type names, each once "
+            f"and not {name!r} itself, got {aliases!r}."
+        )
+    return checked
+
+
+def _changed() -> None:
+    """Forget what was derived from the registry (the decoders by version)."""
+    for listener in _listeners:
+        listener()
 
 
 def event_class(type_name: str) -> type[DomainEvent]:
@@ -114,8 +195,19 @@ def event_class(type_name: str) -> type[DomainEvent]:
 
 
 def registered_type_names() -> list[str]:
-    """Return the stored type names of every defined event class, sorted."""
+    """Return the stored type names of every defined event class (aliases
+    included), sorted."""
     return sorted(_registry)
+
+
+def registered_event_classes() -> list[type[DomainEvent]]:
+    """Return every defined event class, by type name."""
+    return sorted(set(_registry.values()), key=lambda cls: cls.type_name)
+
+
+def on_registry_change(listener: Callable[[], None]) -> None:
+    """Call ``listener`` whenever an event class is defined (or redefined)."""
+    _listeners.append(listener)
 
 
 def encode_event(event: DomainEvent, max_size: int | None = None) -> str:
@@ -215,19 +307,6 @@ def _too_large(cls: type[DomainEvent], size: str, max_size: int) -> EventEncodin
     )
 
 
-def decode_event(type_name: str, payload: str | bytes) -> DomainEvent:
-    """Decode stored JSON into the class registered for ``type_name``.
-
-    Raises :class:`UnknownEventType` when no class claims the name and
-    :class:`EventDecodingError` when the payload does not fit the class.
-    """
-    decode = _decoder(event_class(type_name)).decode
-    try:
-        return decode(payload)
-    except DECODE_ERRORS as e:
-        raise EventDecodingError(type_name, str(e)) from e
-
-
 def event_from_json(cls: type[_E], data: str | bytes) -> _E:
     """Decode JSON input into an event of ``cls``, as stored JSON is decoded.
 
@@ -241,10 +320,11 @@ def event_from_json(cls: type[_E], data: str | bytes) -> _E:
         raise _misfit(f"The JSON does not fit {cls.__qualname__}: {e}", e) from e
 
 
-def event_decoder(type_name: str) -> Callable[[str | bytes], DomainEvent]:
-    """Return the function that decodes stored JSON of ``type_name``: fast,
-    and raising msgspec's own :data:`DECODE_ERRORS` (the caller wraps them)."""
-    return _decoder(event_class(type_name)).decode
+def event_decoder(cls: type[DomainEvent]) -> Callable[[str | bytes], DomainEvent]:
+    """Return the function that decodes JSON of ``cls``'s current version:
+    fast, and raising msgspec's own :data:`DECODE_ERRORS` (the caller wraps
+    them)."""
+    return _decoder(cls).decode
 
 
 def _decoder(cls: type[_E]) -> msgspec.json.Decoder[_E]:

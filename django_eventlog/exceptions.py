@@ -170,16 +170,64 @@ class EventDecodingError(EventLogError, ValueError):
         reason: str,
         log_id: UUID | None = None,
         index: int | None = None,
+        *,
+        version: int = 1,
     ) -> None:
         self.type_name = type_name
         self.reason = reason
         self.log_id = log_id
         self.index = index
+        #: The schema version the event was stored at.
+        self.version = version
         where = "" if log_id is None else f" (log {log_id}, index {index})"
+        at = "" if version == 1 else f" stored at version {version}"
         super().__init__(
-            f"A stored {type_name!r} event{where} does not decode into its "
+            f"A stored {type_name!r} event{where}{at} does not decode into its "
             f"class: {reason}"
         )
+
+
+class MissingUpcaster(EventDecodingError):
+    """A stored event's schema version has no way to its class's version.
+
+    An upcaster from one of the versions between is not registered (import
+    the module that registers it, in ``AppConfig.ready()``), or the event
+    was stored at a version newer than the class (a newer release wrote it:
+    deploy that release's classes and upcasters here too).
+    ``manage.py eventlog_schemas --check`` names a missing upcaster before
+    it ships; ``eventlog_verify`` finds every event it leaves unreadable.
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        version: int,
+        current: int,
+        log_id: UUID | None = None,
+        index: int | None = None,
+        *,
+        missing: int | None = None,
+    ) -> None:
+        #: The version the class is at now.
+        self.current = current
+        #: The version whose upcaster (to the next) is missing; None for an
+        #: event newer than its class.
+        self.missing = missing
+        if missing is None:
+            reason = (
+                f"version {version} is newer than the class's schema_version "
+                f"{current} (written by a newer release?)"
+            )
+        else:
+            reason = (
+                f"no upcaster from version {missing} to {missing + 1} is "
+                f"registered for {type_name!r} (the class is at version {current})"
+            )
+        super().__init__(type_name, reason, log_id, index, version=version)
+
+
+class DuplicateUpcaster(EventLogError):
+    """Two upcasters claim one event type's step from one version."""
 
 
 class DuplicateEventType(EventLogError):

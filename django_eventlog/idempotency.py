@@ -19,9 +19,10 @@ from typing import NamedTuple
 
 from . import queries
 from .event_context import decode_metadata
-from .events import DomainEvent, decode_event
+from .events import DomainEvent
 from .exceptions import IdempotencyConflict, IdempotentReplay
 from .sql import Row
+from .upcasting import decode_stored
 
 __all__ = ["Create", "key_use", "original"]
 
@@ -88,14 +89,20 @@ def _same_batch(rows: Sequence[Row], events: Sequence[DomainEvent]) -> bool:
         return False
     # Compared as typed events: PostgreSQL's jsonb rewrites numbers
     # (1e23 as 100000000000000000000000), which the event's types undo.
+    # Read as every stored event is: an event stored at an older schema
+    # version, or under an alias of the class, through its upcasters.
     return all(
-        type_name == event.type_name and _decodes_to(type_name, stored, event)
-        for (_, type_name, stored, *_), event in zip(batch, events, strict=True)
+        _decodes_to(type_name, version, stored, event)
+        for (_, type_name, stored, *_, version), event in zip(
+            batch, events, strict=True
+        )
     )
 
 
-def _decodes_to(type_name: str, stored: str, event: DomainEvent) -> bool:
+def _decodes_to(
+    type_name: str, version: int | None, stored: str, event: DomainEvent
+) -> bool:
     try:
-        return decode_event(type_name, stored) == event
-    except Exception:  # the class changed since: not the same event
+        return decode_stored(type_name, version, stored) == event
+    except Exception:  # the class changed since, and no upcaster reads it
         return False

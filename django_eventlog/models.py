@@ -182,6 +182,10 @@ class Event(WrittenOnce):
         max_length=METADATA_TEXT_MAX_LENGTH, null=True, blank=True
     )
     extra = models.JSONField(null=True, blank=True)
+    #: The event class's ``schema_version`` when the event was written
+    #: (migration 0010): NULL for version 1, which is every event written
+    #: before versions existed and by writers that set none.
+    schema_version = models.SmallIntegerField(null=True, blank=True, editable=False)
 
     objects = EventManager()
 

@@ -24,7 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .event_context import encode_extra
 from .event_metadata import NO_METADATA, EventMetadata
-from .sql import Row, db_uuid, refused_as_gap, statements
+from .sql import EncodedEvent, Row, db_uuid, refused_as_gap, statements
 from .validation import INDEX_MAX
 
 __all__ = [
@@ -50,14 +50,14 @@ def _event_params(
     connection: BaseDatabaseWrapper,
     log_id: uuid.UUID,
     index: int,
-    events: Sequence[tuple[str, str]],
+    events: Sequence[EncodedEvent],
     recorded_at: datetime,
     key: str | None,
     metadata: EventMetadata,
 ) -> list[Any]:
-    """The parameters of ``events`` (type, payload) from ``index`` on; the key
-    goes on the first, which names the batch; the metadata, if any, on
-    each."""
+    """The parameters of ``events`` (type, payload, schema version) from
+    ``index`` on; the key goes on the first, which names the batch; the
+    metadata, if any, on each."""
     db_log_id = db_uuid(log_id, connection)
     db_recorded_at = connection.ops.adapt_datetimefield_value(recorded_at)
     shared: list[Any] = []
@@ -70,7 +70,7 @@ def _event_params(
             None if extra is None else extra.decode(),
         ]
     params: list[Any] = []
-    for offset, (type_name, payload) in enumerate(events):
+    for offset, (type_name, payload, version) in enumerate(events):
         params += [
             db_log_id,
             index + offset,
@@ -78,6 +78,7 @@ def _event_params(
             payload,
             db_recorded_at,
             key if offset == 0 else None,
+            version,
             *shared,
         ]
     return params
@@ -95,7 +96,7 @@ def insert_log(
     using: str,
     log_id: uuid.UUID,
     kind: str,
-    events: Sequence[tuple[str, str]],
+    events: Sequence[EncodedEvent],
     now: datetime,
     key: str | None,
     metadata: EventMetadata = NO_METADATA,
@@ -125,7 +126,7 @@ def insert_events(
     using: str,
     log_id: uuid.UUID,
     index: int,
-    events: Sequence[tuple[str, str]],
+    events: Sequence[EncodedEvent],
     now: datetime,
     key: str | None,
     metadata: EventMetadata = NO_METADATA,

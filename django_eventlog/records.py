@@ -1,10 +1,12 @@
 """Stored event rows decoded into ``EventRecord`` objects, in one place.
 
 ``load``, ``reduce``, the feed, the admin's state column and ``eventlog_verify`` all
-turn :data:`~django_eventlog.sql.Row` tuples into records here: each
-payload straight into its event class, with a decoder looked up once per
-type, and a payload that no longer fits its class reported as an
-``EventDecodingError`` naming its type, log and index.
+turn :data:`~django_eventlog.sql.Row` tuples into records here, through
+:mod:`~django_eventlog.upcasting`: a payload stored at its class's schema
+version straight into the class, with a decoder looked up once per type,
+an older one through its upcasters, and a payload that no longer fits its
+class reported as an ``EventDecodingError`` naming its type, log and
+index.
 
 Internal to the package: import the public API from ``django_eventlog``.
 """
@@ -20,10 +22,11 @@ from django.db import connections
 from .aggregates import EventRecord, FeedRecord
 from .event_context import decode_metadata
 from .event_metadata import NO_METADATA
-from .events import DECODE_ERRORS, DomainEvent, event_decoder
+from .events import DECODE_ERRORS
 from .exceptions import EventDecodingError
 from .positions import format_position
 from .sql import FeedRow, Row, feed_statements, statements
+from .upcasting import StoredType, stored_type
 
 __all__ = ["FeedDecoder", "RecordDecoder", "decode_feed_rows", "decode_rows"]
 
@@ -31,34 +34,36 @@ __all__ = ["FeedDecoder", "RecordDecoder", "decode_feed_rows", "decode_rows"]
 class RecordDecoder:
     """Decode the rows of one database alias, one at a time.
 
-    Raises ``UnknownEventType`` for a type no class claims and
-    ``EventDecodingError`` for a payload that does not fit its class.
+    Raises ``UnknownEventType`` for a type no class claims,
+    ``MissingUpcaster`` for a schema version with no way to its class's,
+    and ``EventDecodingError`` for a payload that does not fit its class.
     """
 
     def __init__(self, using: str) -> None:
         self.convert = statements(connections[using]).convert_recorded_at
-        self.decoders: dict[str, Callable[[str], DomainEvent]] = {}
+        self.types: dict[str, StoredType] = {}
 
-    def decoder(self, type_name: str) -> Callable[[str], DomainEvent]:
-        """The function that decodes stored JSON of ``type_name``."""
-        decode = self.decoders.get(type_name)
-        if decode is None:
-            decode = self.decoders[type_name] = event_decoder(type_name)
-        return decode
+    def stored_type(self, type_name: str) -> StoredType:
+        """What decodes events stored under ``type_name``."""
+        found = self.types.get(type_name)
+        if found is None:
+            found = self.types[type_name] = stored_type(type_name)
+        return found
 
     def recorded_at(self, value: Any) -> Any:
         """A row's recorded_at as an aware datetime."""
         return value if self.convert is None else self.convert(value)
 
     def __call__(self, log_id: uuid.UUID, row: Row) -> EventRecord:
-        index, type_name, payload, recorded_at, key, *metadata = row
-        try:
-            event = self.decoder(type_name)(payload)
-        except DECODE_ERRORS as e:
-            raise EventDecodingError(type_name, str(e), log_id, index) from e
+        index, type_name, payload, recorded_at, key, *metadata, version = row
+        stored = self.stored_type(type_name)
+        if version == stored.current:
+            event = stored.decode_exactly(type_name, payload, log_id, index)
+        else:
+            event = stored.upcast(type_name, version, payload, log_id, index)
         return EventRecord(
             index,
-            type_name,
+            stored.name,
             self.recorded_at(recorded_at),
             key,
             event,
@@ -72,21 +77,28 @@ def decode_rows(
     """Decode one log's rows into records, as :class:`RecordDecoder` does.
 
     The loop of every reduce, kept flat: one dict lookup per row finds the
-    decoder of its type.
+    decoder of its type, and an event at its class's version (the row's
+    version equal to ``current``) is decoded by it straight.
     """
     convert = statements(connections[using]).convert_recorded_at
-    decoders: dict[str, Callable[[str], DomainEvent]] = {}
-    for index, type_name, payload, recorded_at, key, actor, cor, cau, extra in rows:
-        decode = decoders.get(type_name)
-        if decode is None:
-            decode = decoders[type_name] = event_decoder(type_name)
-        try:
-            event = decode(payload)
-        except DECODE_ERRORS as e:
-            raise EventDecodingError(type_name, str(e), log_id, index) from e
+    types: dict[str, tuple[Callable[[str], Any], int | None, StoredType]] = {}
+    for row in rows:
+        index, type_name, payload, recorded_at, key, actor, cor, cau, extra, v = row
+        found = types.get(type_name)
+        if found is None:
+            stored = stored_type(type_name)
+            found = types[type_name] = (stored.decode, stored.current, stored)
+        decode, current, stored = found
+        if v == current:
+            try:
+                event = decode(payload)
+            except DECODE_ERRORS as e:
+                raise EventDecodingError(type_name, str(e), log_id, index) from e
+        else:
+            event = stored.upcast(type_name, v, payload, log_id, index)
         yield EventRecord(
             index,
-            type_name,
+            stored.name,
             recorded_at if convert is None else convert(recorded_at),
             key,
             event,
@@ -121,15 +133,17 @@ class FeedDecoder(RecordDecoder):
             cor,
             cau,
             extra,
+            version,
         ) = row
         log_id = db_log_id if isinstance(db_log_id, uuid.UUID) else uuid.UUID(db_log_id)
-        try:
-            event = self.decoder(type_name)(payload)
-        except DECODE_ERRORS as e:
-            raise EventDecodingError(type_name, str(e), log_id, index) from e
+        stored = self.stored_type(type_name)
+        if version == stored.current:
+            event = stored.decode_exactly(type_name, payload, log_id, index)
+        else:
+            event = stored.upcast(type_name, version, payload, log_id, index)
         return FeedRecord(
             index,
-            type_name,
+            stored.name,
             at if self.convert is None else self.convert(at),
             key,
             event,

@@ -269,11 +269,13 @@ class LogWrites(LogReads[M]):
         return error
 
 
-def _encoded(events: Sequence[DomainEvent]) -> list[tuple[str, str]]:
-    """Each event's type name and JSON text, or ``EventEncodingError``."""
+def _encoded(events: Sequence[DomainEvent]) -> list[sql.EncodedEvent]:
+    """Each event's type name, JSON text and schema version (None for 1, as
+    stored), or ``EventEncodingError``."""
     max_size = conf.EVENTLOG_MAX_EVENT_SIZE
-    encoded = []
+    encoded: list[sql.EncodedEvent] = []
     for event in events:
         payload = encode_event(event, max_size)  # refuses what is no DomainEvent
-        encoded.append((event.type_name, payload))
+        version = event.schema_version
+        encoded.append((event.type_name, payload, None if version == 1 else version))
     return encoded

@@ -23,9 +23,9 @@ from django_eventlog import (
     Log,
     http,
 )
-from django_eventlog.events import decode_event
 from django_eventlog.models import Event
 from django_eventlog.signals import reduced
+from django_eventlog.upcasting import decode_stored
 from tests.domain import Account, Deposited, Opened
 
 
@@ -73,13 +73,13 @@ def test_an_undecodable_payload_is_an_event_decoding_error_naming_it(
     assert "index 1" in str(error)
 
 
-def test_decode_event_raises_the_library_error() -> None:
+def test_decode_stored_raises_the_library_error() -> None:
     with pytest.raises(EventDecodingError) as info:
-        decode_event(Deposited.type_name, '{"amount": "ten"}')
+        decode_stored(Deposited.type_name, None, '{"amount": "ten"}')
     assert info.value.log_id is None
     with pytest.raises(EventDecodingError):
-        decode_event(Deposited.type_name, "not json")
-    assert decode_event(Deposited.type_name, '{"amount": 10}') == Deposited(10)
+        decode_stored(Deposited.type_name, None, "not json")
+    assert decode_stored(Deposited.type_name, None, '{"amount": 10}') == Deposited(10)
 
 
 # The reduced signal

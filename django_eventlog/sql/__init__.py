@@ -19,6 +19,7 @@ from .checkpoints import CheckpointStatements, checkpoint_statements
 from .events import (
     LOG_INDEX_CONSTRAINT,
     NO_GAP,
+    EncodedEvent,
     Row,
     Statements,
     db_uuid,
@@ -37,6 +38,7 @@ __all__ = [
     "TRY_LOCK",
     "UNLOCK",
     "CheckpointStatements",
+    "EncodedEvent",
     "FeedRow",
     "FeedStatements",
     "Row",

@@ -24,6 +24,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 __all__ = [
     "LOG_INDEX_CONSTRAINT",
     "NO_GAP",
+    "EncodedEvent",
     "Row",
     "Statements",
     "db_uuid",
@@ -41,7 +42,8 @@ NO_GAP = "django_eventlog_event_no_gap"
 
 #: One stored event: index, type, payload as JSON text, recorded_at as the
 #: driver returns it (see :attr:`Statements.convert_recorded_at`), key, then
-#: its metadata: actor, correlation id, causation id, extra as JSON text.
+#: its metadata: actor, correlation id, causation id, extra as JSON text;
+#: last its schema version (None for 1).
 Row = tuple[
     int,
     str,
@@ -52,9 +54,22 @@ Row = tuple[
     "str | None",
     "str | None",
     "str | None",
+    "int | None",
 ]
 
-_EVENT_FIELDS = ("log", "index", "type", "payload", "recorded_at", "idempotency_key")
+#: One event to write: type name, payload as JSON text, schema version
+#: (None for 1).
+EncodedEvent = tuple[str, str, "int | None"]
+
+_EVENT_FIELDS = (
+    "log",
+    "index",
+    "type",
+    "payload",
+    "recorded_at",
+    "idempotency_key",
+    "schema_version",
+)
 #: Who and why (migration 0009): written only when a write has metadata.
 _METADATA_FIELDS = ("actor", "correlation_id", "causation_id", "extra")
 
@@ -92,15 +107,18 @@ class Statements:
             "models.Field[Any, Any]", event_model._meta.get_field("recorded_at")
         )
         postgresql = connection.vendor == "postgresql"
-        log, index, type_, payload, recorded_at, key = map(column, _EVENT_FIELDS)
+        log, index, type_, payload, recorded_at, key, version = map(
+            column, _EVENT_FIELDS
+        )
         self.log_col, self.index_col, self.type_col = log, index, type_
 
         # The write path: the metadata's columns get parameters only when
         # the write has metadata, NULL otherwise (typed: a VALUES list of
         # PostgreSQL's resolves an untyped NULL as text).
         jsonb = "::jsonb" if postgresql else ""
+        smallint = "::smallint" if postgresql else ""
         self._columns = ", ".join(map(bare, _EVENT_FIELDS + _METADATA_FIELDS))
-        event_values = f"%s, %s, %s, %s{jsonb}, %s, %s"
+        event_values = f"%s, %s, %s, %s{jsonb}, %s, %s, %s{smallint}"
         self._values = {
             True: f"{event_values}, %s, %s, %s, %s{jsonb}",
             False: f"{event_values}, NULL, NULL, NULL, NULL{jsonb}",
@@ -130,17 +148,17 @@ class Statements:
         actor, correlation, causation, extra = map(column, _METADATA_FIELDS)
         if postgresql:
             extra = f"{extra}::text"
-        metadata = f"{actor}, {correlation}, {causation}, {extra}"
-        self.selected = f"{index}, {type_}, {payload}, {recorded_at}, {key}, {metadata}"
+        # The metadata, then the schema version last.
+        tail = f"{actor}, {correlation}, {causation}, {extra}, {version}"
+        self.selected = f"{index}, {type_}, {payload}, {recorded_at}, {key}, {tail}"
         #: As :attr:`selected`, but recorded_at as stored (timestamptz on
         #: PostgreSQL), for a cursor that loads it fast (the feed's pages).
         self.selected_stored = (
-            f"{index}, {type_}, {payload}, {stored_recorded_at}, {key}, {metadata}"
+            f"{index}, {type_}, {payload}, {stored_recorded_at}, {key}, {tail}"
         )
         # The admin timeline's: the payload's first %s characters only.
         self._selected_clipped = (
-            f"{index}, {type_}, substr({payload}, 1, %s), {recorded_at}, {key}, "
-            f"{metadata}"
+            f"{index}, {type_}, substr({payload}, 1, %s), {recorded_at}, {key}, {tail}"
         )
         self.select_from = (
             f"SELECT {self.selected} FROM {event_table} "
@@ -161,7 +179,8 @@ class Statements:
         self.select_key_use = (
             f"SELECT {b['log']}, {b['index']}, l.{self.log_kind_col}, "
             f"{b['type']}, {e_payload}, {b['recorded_at']}, {b['idempotency_key']}, "
-            f"{b['actor']}, {b['correlation_id']}, {b['causation_id']}, {e_extra} "
+            f"{b['actor']}, {b['correlation_id']}, {b['causation_id']}, {e_extra}, "
+            f"{b['schema_version']} "
             f"FROM {event_table} k JOIN {log_table} l "
             f"ON l.{self.log_id_col} = k.{bare('log')} "
             f"JOIN {event_table} e ON {b['log']} = k.{bare('log')} "
@@ -230,10 +249,10 @@ class Statements:
         """Insert ``count`` events, in the order given, in one statement.
 
         Parameters, per event: log id, index, type, payload, recorded_at,
-        key, and with ``metadata`` actor, correlation id, causation id and
-        extra. The no-gap trigger fires per row and sees the rows inserted
-        before it by the same statement, so a batch's events follow one
-        another.
+        key, schema version (None for 1), and with ``metadata`` actor,
+        correlation id, causation id and extra. The no-gap trigger fires per
+        row and sees the rows inserted before it by the same statement, so a
+        batch's events follow one another.
         """
         rows = ", ".join([f"({self._values[metadata]})"] * count)
         return f"INSERT INTO {self.event_table} ({self._columns}) VALUES {rows}"

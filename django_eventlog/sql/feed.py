@@ -27,9 +27,9 @@ __all__ = ["FeedRow", "FeedStatements", "feed_statements"]
 #: One event of the feed: txid (None on SQLite), id, log id as the driver
 #: returns it, then as :data:`~django_eventlog.sql.Row`: index, type,
 #: payload as JSON text, recorded_at (see
-#: :attr:`FeedStatements.convert_recorded_at`), key, and the metadata's four
-#: columns. The log's kind is not
-#: in it: :attr:`FeedStatements.kinds` reads the kinds of a page's logs.
+#: :attr:`FeedStatements.convert_recorded_at`), key, the metadata's four
+#: columns and the schema version. The log's kind is not in it:
+#: :func:`~django_eventlog.log_kinds.kinds_of` reads the kinds of a page's logs.
 FeedRow = tuple[
     "int | None",
     int,
@@ -43,6 +43,7 @@ FeedRow = tuple[
     "str | None",
     "str | None",
     "str | None",
+    "int | None",
 ]
 
 
