@@ -13,6 +13,7 @@ package, for the projections.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Sequence
 from typing import TypeVar
@@ -23,8 +24,8 @@ from django.db import connections, models
 from . import feed_queries
 from .aggregates import FeedRecord
 from .conf import conf
-from .events import TYPE_NAME_MAX_LENGTH, DomainEvent
-from .exceptions import InvalidArgument
+from .events import TYPE_NAME_MAX_LENGTH, DomainEvent, event_class
+from .exceptions import InvalidArgument, UnknownEventType
 from .log_kinds import kinds_of
 from .positions import Position, parse_position
 from .reads import LogReads
@@ -88,17 +89,26 @@ def _names(name: str, values: object, max_length: int) -> tuple[str, ...]:
         )
     if not values:
         raise InvalidArgument(f"{name} must not be empty (None for any).")
-    names = []
+    names: list[str] = []
     for value in values:
         if (
             isinstance(value, type)
             and issubclass(value, DomainEvent)
             and name == "types"
         ):
-            names.append(value.type_name)
+            names.extend(_stored_names(value))
         else:
             names.append(check_text(f"each of {name}", value, max_length))
+            if name == "types":
+                # A class's name or alias stands for every name it was
+                # stored under.
+                with contextlib.suppress(UnknownEventType):
+                    names.extend(_stored_names(event_class(names[-1])))
     return tuple(sorted(set(names)))
+
+
+def _stored_names(cls: type[DomainEvent]) -> tuple[str, ...]:
+    return (cls.type_name, *cls.aliases)
 
 
 def read_feed(
@@ -134,8 +144,8 @@ class LogFeed(LogReads[M]):
         default, at most ``EVENTLOG_MAX_PAGE_SIZE``), each with its log's id
         and kind and its own position: pass the last one's as ``after`` for
         the next page. ``kinds`` keeps logs of those kinds, ``types`` events
-        of those classes or stored type names; both are applied in the
-        database.
+        of those classes or type names (a class, or the name of one, stands
+        for its ``aliases`` too); both are applied in the database.
 
         The feed never skips: an event is delivered only once no event can
         be committed before it any more, so a reader that stores the last

@@ -166,19 +166,19 @@ class StoredType:
             raise EventDecodingError(
                 stored_name, str(e), log_id, index, version=stored
             ) from e
+        if not isinstance(data, dict):
+            raise EventDecodingError(
+                stored_name,
+                f"the stored {type(data).__name__} is not a JSON object",
+                log_id,
+                index,
+                version=stored,
+            )
         for step in range(stored, self.version):
             function = _upcasters.get((self.name, step))
             if function is None:
                 raise MissingUpcaster(
                     stored_name, stored, self.version, log_id, index, missing=step
-                )
-            if not isinstance(data, dict):
-                raise EventDecodingError(
-                    stored_name,
-                    f"version {step} is {type(data).__name__}, not a JSON object",
-                    log_id,
-                    index,
-                    version=stored,
                 )
             try:
                 data = function(data)
@@ -190,6 +190,15 @@ class StoredType:
                     index,
                     version=stored,
                 ) from e
+            if not isinstance(data, dict):
+                raise EventDecodingError(
+                    stored_name,
+                    f"the upcaster {_where(function)} from version {step} returned "
+                    f"{type(data).__name__}, not a dict",
+                    log_id,
+                    index,
+                    version=stored,
+                )
         try:
             encoded = msgspec.json.encode(data)
             return self.decode(encoded)
