@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import DatabaseError, IntegrityError, connection, transaction
 
+from django_eventlog import DomainEvent, LogState, upcaster
 from django_eventlog.management.commands import eventlog_verify
 from django_eventlog.models import Event, Log
 from tests.domain import Deposited, Opened
@@ -125,6 +126,41 @@ def set_payload(log_id: uuid.UUID, index: int, payload: str) -> None:
     )
 
 
+TABLE_TITLE = "Events by stored type and schema version:"
+
+
+def outside_table(stdout: str) -> list[str]:
+    """The lines of ``stdout`` without the decoding table (and its failures)."""
+    lines = stdout.splitlines()
+    if TABLE_TITLE not in lines:
+        return lines
+    start = lines.index(TABLE_TITLE)
+    end = next(i for i, line in enumerate(lines) if line.startswith("Checked "))
+    return lines[:start] + lines[end:]
+
+
+def table(stdout: str) -> list[tuple[str, ...]]:
+    """The decoding table's rows under its header, as cells."""
+    lines = stdout.splitlines()
+    start = lines.index(TABLE_TITLE)
+    header = ["type", "version", "decoded", "failed", "read", "as"]
+    assert lines[start + 1].split() == header
+    rows = []
+    for line in lines[start + 2 :]:
+        if line.startswith(("'", "  ", "Checked ")):
+            break
+        rows.append(tuple(re.split(r" {2,}", line)))
+    return rows
+
+
+def failures(stdout: str) -> list[str]:
+    """The lines under the table that tell each type and version's failures."""
+    lines = stdout.splitlines()
+    start = lines.index(TABLE_TITLE) + 2 + len(table(stdout))
+    end = next(i for i, line in enumerate(lines) if line.startswith("Checked "))
+    return lines[start:end]
+
+
 def verify(*args: str, **options: Any) -> tuple[str, str]:
     """Run the command, which must pass; return its stdout and stderr."""
     stdout = options.pop("stdout", io.StringIO())
@@ -152,7 +188,15 @@ def test_a_clean_store_passes_with_its_counts() -> None:
     account(0)
     account(3)
     account(1, kind="savings")
-    assert verify() == ("Checked 3 logs and 7 events: 0 problems.\n", "")
+    stdout, stderr = verify()
+    assert stdout.splitlines() == [
+        "Events by stored type and schema version:",
+        "type             version  decoded  failed  read as",
+        "tests.deposited        1        4       0  tests.domain.Deposited version 1",
+        "tests.opened           1        3       0  tests.domain.Opened version 1",
+        "Checked 3 logs and 7 events: 0 problems.",
+    ]
+    assert stderr == ""
 
 
 def test_an_empty_store_passes() -> None:
@@ -161,9 +205,9 @@ def test_an_empty_store_passes() -> None:
 
 def test_database_option_names_the_alias() -> None:
     account(2)
-    assert verify("--database", "default")[0] == (
-        "Checked 1 log and 3 events: 0 problems.\n"
-    )
+    assert outside_table(verify("--database", "default")[0]) == [
+        "Checked 1 log and 3 events: 0 problems."
+    ]
 
 
 # Planted problems.
@@ -173,10 +217,10 @@ def test_a_gap_is_reported_at_the_index_after_it() -> None:
     clean, broken = account(2), account(4)
     delete_event(broken, 2)
     stdout, _ = verify_fails(1)
-    assert stdout == (
-        f"log {broken} index 3: gap: index 2 is missing\n"
-        "Checked 2 logs and 7 events: 1 problem.\n"
-    )
+    assert outside_table(stdout) == [
+        f"log {broken} index 3: gap: index 2 is missing",
+        "Checked 2 logs and 7 events: 1 problem.",
+    ]
     assert str(clean) not in stdout
 
 
@@ -196,19 +240,19 @@ def test_a_log_not_starting_at_index_0_is_reported() -> None:
                 txid=0,
             )
     stdout, _ = verify_fails(2)
-    assert set(stdout.splitlines()[:-1]) == {
+    assert set(outside_table(stdout)[:-1]) == {
         f"log {headless} index 1: the log starts at index 1, not 0: index 0 is missing",
         f"log {planted.pk} index 2: the log starts at index 2, not 0: "
         "indices 0 to 1 are missing",
     }
-    assert stdout.splitlines()[-1] == "Checked 2 logs and 4 events: 2 problems."
+    assert outside_table(stdout)[-1] == "Checked 2 logs and 4 events: 2 problems."
 
 
 def test_an_unknown_type_is_reported_with_its_name() -> None:
     log_id = account(2)
     set_type(log_id, 1, "tests.withdrawn")
     stdout, _ = verify_fails(1)
-    assert stdout.splitlines() == [
+    assert outside_table(stdout) == [
         f"log {log_id} index 1: unknown event type 'tests.withdrawn': no "
         "imported DomainEvent class claims it",
         "Checked 1 log and 3 events: 1 problem.",
@@ -216,6 +260,22 @@ def test_an_unknown_type_is_reported_with_its_name() -> None:
         "Import the modules that define them in your AppConfig.ready(), so "
         "that every process registers them; or restore the classes (or their "
         "type_name).",
+    ]
+    assert table(stdout) == [
+        ("tests.deposited", "1", "1", "0", "tests.domain.Deposited version 1"),
+        ("tests.opened", "1", "1", "0", "tests.domain.Opened version 1"),
+        (
+            "tests.withdrawn",
+            "1",
+            "0",
+            "1",
+            "no imported DomainEvent class claims it",
+        ),
+    ]
+    assert failures(stdout) == [
+        "'tests.withdrawn' version 1: 1 failed. First failure: no imported "
+        "DomainEvent class claims it",
+        f"  log {log_id} index 1",
     ]
 
 
@@ -234,10 +294,20 @@ def test_a_payload_that_no_longer_decodes_is_reported(
     set_payload(log_id, index, payload)
     stdout, _ = verify_fails(1)
     cls = Opened if index == 0 else Deposited
-    assert stdout.splitlines() == [
+    assert outside_table(stdout) == [
         f"log {log_id} index {index}: {cls.type_name!r} payload does not decode "
         f"into tests.domain.{cls.__qualname__}: {error}",
         "Checked 1 log and 3 events: 1 problem.",
+    ]
+    # (decoded, failed) of each type.
+    deposited, opened = ((2, 0), (0, 1)) if index == 0 else ((1, 1), (1, 0))
+    assert [row[1:4] for row in table(stdout)] == [
+        ("1", str(deposited[0]), str(deposited[1])),
+        ("1", str(opened[0]), str(opened[1])),
+    ]
+    assert failures(stdout) == [
+        f"{cls.type_name!r} version 1: 1 failed. First failure: {error}",
+        f"  log {log_id} index {index}",
     ]
 
 
@@ -245,7 +315,7 @@ def test_a_log_without_events_is_reported() -> None:
     account(1)
     empty = Log.objects.create(kind="savings")
     stdout, _ = verify_fails(1)
-    assert stdout.splitlines() == [
+    assert outside_table(stdout) == [
         f"log {empty.pk}: 'savings' log has no events",
         "Checked 2 logs and 2 events: 1 problem.",
     ]
@@ -258,7 +328,7 @@ def test_a_duplicate_index_is_reported_where_the_constraint_is_gone() -> None:
         # The UNIQUE constraint is part of the table there: no way around it.
         with pytest.raises(IntegrityError), transaction.atomic():
             Event.objects.create(**duplicate, payload={"amount": 1})
-        assert verify()[0] == "Checked 1 log and 3 events: 0 problems.\n"
+        assert outside_table(verify()[0]) == ["Checked 1 log and 3 events: 0 problems."]
         return
     with connection.cursor() as cursor:
         # ALTER TABLE refuses to run with deferred foreign key checks pending.
@@ -269,7 +339,7 @@ def test_a_duplicate_index_is_reported_where_the_constraint_is_gone() -> None:
         )
     Event.objects.create(**duplicate, payload={"amount": 1})
     stdout, _ = verify_fails(1)
-    assert stdout.splitlines() == [
+    assert outside_table(stdout) == [
         f"log {log_id} index 1: duplicate index 1",
         "Checked 1 log and 4 events: 1 problem.",
     ]
@@ -286,7 +356,7 @@ def test_every_problem_is_reported_across_chunks(settings: Any) -> None:
     delete_event(logs[4], 0)
     empty = Log.objects.create(kind="account")
     stdout, _ = verify_fails(6)
-    lines = stdout.splitlines()
+    lines = outside_table(stdout)
     assert set(lines[:6]) == {
         f"log {logs[0]} index 2: gap: index 1 is missing",
         f"log {logs[0]} index 4: gap: index 3 is missing",
@@ -311,18 +381,302 @@ def test_verbosity_0_prints_only_the_problems() -> None:
     assert (stdout, stderr) == (f"log {empty.pk}: 'account' log has no events\n", "")
 
 
+# Decoding per type and stored schema version.
+
+#: The fields of the test's Shipped event at each schema version: v2 renames
+#: ``weight`` to ``grams``, v3 adds ``carrier`` without a default.
+SHIPPED_FIELDS: dict[int, dict[str, type]] = {
+    1: {"weight": int},
+    2: {"grams": int},
+    3: {"grams": int, "carrier": str},
+}
+SHIPPED = f"{__name__}.Shipped"
+
+
+def shipped_class(
+    name: str, version: int, aliases: tuple[str, ...] = ()
+) -> type[DomainEvent]:
+    """Define the Shipped event class as a release at ``version`` has it.
+
+    Each definition has the same module and qualname, so it replaces the
+    one before in the registry, as deploying a newer release does; only one
+    Shipped class is registered at a time, whatever the tests ran before.
+    """
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": "Shipped",
+        "__annotations__": dict(SHIPPED_FIELDS[version]),
+        "type_name": name,
+        "schema_version": version,
+        "aliases": aliases,
+    }
+    return type("Shipped", (DomainEvent,), namespace)
+
+
+@pytest.fixture(autouse=True)
+def _shipped_back_at_version_1() -> Iterator[None]:
+    """Leave the registry's Shipped class at version 1, under a name of its
+    own: no later test finds a class of ours that needs upcasters."""
+    yield
+    shipped_class("verify.shipped.idle", 1)
+
+
+def ship(cls: type[DomainEvent], *values: Any, to: LogState | None = None) -> LogState:
+    """Write a ``cls`` event per value, appended ``to`` a log or in a new one."""
+    fields = list(SHIPPED_FIELDS[cls.schema_version])
+    events = [cls(**dict(zip(fields, value, strict=True))) for value in values]
+    if to is None:
+        return Log.objects.create_log(events, kind="parcel")
+    return Log.objects.append(to, events)
+
+
+def register_upcasters(name: str, *steps: int) -> None:
+    """Register the upcasters of ``name`` from each version in ``steps``
+    (type names are unique per test: the upcaster registry is global)."""
+    if 1 in steps:
+
+        @upcaster(name, from_version=1)
+        def weight_to_grams(data: dict[str, Any]) -> dict[str, Any]:
+            return {"grams": data["weight"]}
+
+    if 2 in steps:
+
+        @upcaster(name, from_version=2)
+        def add_carrier(data: dict[str, Any]) -> dict[str, Any]:
+            return {**data, "carrier": "post"}
+
+
+def stored_versions(log_id: uuid.UUID) -> list[int | None]:
+    return list(
+        Event.objects.filter(log_id=log_id)
+        .order_by("index")
+        .values_list("schema_version", flat=True)
+    )
+
+
+def test_events_stored_at_every_version_decode_through_the_upcasters() -> None:
+    name = "verify.shipped.chain"
+    state = ship(shipped_class(name, 1), (100,), (200,))
+    state = ship(shipped_class(name, 2), (300,), to=state)
+    log_id = ship(
+        shipped_class(name, 3),
+        (400, "van"),
+        (500, "bike"),
+        (600, "post"),
+        to=state,
+    ).log_id
+    assert stored_versions(log_id) == [None, None, 2, 3, 3, 3]
+    register_upcasters(name, 1, 2)
+    stdout, stderr = verify()
+    assert stdout.splitlines() == [
+        TABLE_TITLE,
+        "type                  version  decoded  failed  read as",
+        f"verify.shipped.chain        1        2       0  {SHIPPED} version 3",
+        f"verify.shipped.chain        2        1       0  {SHIPPED} version 3",
+        f"verify.shipped.chain        3        3       0  {SHIPPED} version 3",
+        "Checked 1 log and 6 events: 0 problems.",
+    ]
+    assert stderr == ""
+
+
+def test_a_missing_upcaster_fails_the_versions_before_it() -> None:
+    name = "verify.shipped.gap"
+    state = ship(shipped_class(name, 1), (100,))
+    state = ship(shipped_class(name, 2), (200,), (300,), to=state)
+    log_id = ship(shipped_class(name, 3), (400, "van"), to=state).log_id
+    register_upcasters(name, 1)  # and none from version 2
+    stdout, _ = verify_fails(3)
+    missing = (
+        "no upcaster from version 2 to 3 is registered for "
+        "'verify.shipped.gap' (the class is at version 3)"
+    )
+    assert outside_table(stdout) == [
+        f"log {log_id} index 0: 'verify.shipped.gap' payload does not decode "
+        f"into {SHIPPED}: {missing}",
+        f"log {log_id} index 1: 'verify.shipped.gap' payload stored at version 2 "
+        f"does not decode into {SHIPPED}: {missing}",
+        f"log {log_id} index 2: 'verify.shipped.gap' payload stored at version 2 "
+        f"does not decode into {SHIPPED}: {missing}",
+        "Checked 1 log and 4 events: 3 problems.",
+    ]
+    assert [row[:4] for row in table(stdout)] == [
+        ("verify.shipped.gap", "1", "0", "1"),
+        ("verify.shipped.gap", "2", "0", "2"),
+        ("verify.shipped.gap", "3", "1", "0"),
+    ]
+    assert failures(stdout) == [
+        f"'verify.shipped.gap' version 1: 1 failed. First failure: {missing}",
+        f"  log {log_id} index 0",
+        f"'verify.shipped.gap' version 2: 2 failed. First failure: {missing}",
+        f"  log {log_id} index 1",
+        f"  log {log_id} index 2",
+    ]
+
+
+def test_an_upcaster_that_raises_is_named() -> None:
+    name = "verify.shipped.raises"
+    log_id = ship(shipped_class(name, 1), (100,), (-5,), (200,)).log_id
+    shipped_class(name, 2)
+
+    @upcaster(name, from_version=1)
+    def grams_of_positive_weight(data: dict[str, Any]) -> dict[str, Any]:
+        if data["weight"] < 0:
+            raise ValueError(f"negative weight {data['weight']}")
+        return {"grams": data["weight"]}
+
+    stdout, _ = verify_fails(1)
+    where = (
+        f"{__name__}.test_an_upcaster_that_raises_is_named.<locals>."
+        "grams_of_positive_weight"
+    )
+    reason = (
+        f"the upcaster {where} from version 1 raised ValueError('negative weight -5')"
+    )
+    assert outside_table(stdout)[0] == (
+        f"log {log_id} index 1: 'verify.shipped.raises' payload does not decode "
+        f"into {SHIPPED}: {reason}"
+    )
+    assert table(stdout) == [
+        ("verify.shipped.raises", "1", "2", "1", f"{SHIPPED} version 2"),
+    ]
+    assert failures(stdout) == [
+        f"'verify.shipped.raises' version 1: 1 failed. First failure: {reason}",
+        f"  log {log_id} index 1",
+    ]
+
+
+def test_an_upcast_payload_that_does_not_fit_its_class_fails() -> None:
+    name = "verify.shipped.misfit"
+    log_id = ship(shipped_class(name, 2), (100,)).log_id
+    shipped_class(name, 3)
+
+    @upcaster(name, from_version=2)
+    def forgets_the_carrier(data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
+    stdout, _ = verify_fails(1)
+    assert failures(stdout) == [
+        "'verify.shipped.misfit' version 2: 1 failed. First failure: Object "
+        "missing required field `carrier` (upcast from version 2 to 3)",
+        f"  log {log_id} index 0",
+    ]
+
+
+def test_an_event_newer_than_its_class_fails() -> None:
+    """A row written by a newer release, inserted as one would be."""
+    name = "verify.shipped.newer"
+    log_id = ship(shipped_class(name, 3), (100, "van")).log_id
+    Event.objects.create(
+        log_id=log_id,
+        index=1,
+        type=name,
+        payload={"grams": 5, "carrier": "van", "insured": True},
+        schema_version=4,
+    )
+    assert stored_versions(log_id) == [3, 4]
+    stdout, _ = verify_fails(1)
+    assert table(stdout) == [
+        (name, "3", "1", "0", f"{SHIPPED} version 3"),
+        (name, "4", "0", "1", f"{SHIPPED} version 3"),
+    ]
+    assert failures(stdout) == [
+        f"{name!r} version 4: 1 failed. First failure: version 4 is newer than "
+        "the class's schema_version 3 (written by a newer release?)",
+        f"  log {log_id} index 1",
+    ]
+
+
+def test_events_stored_under_an_alias_are_read_as_the_class() -> None:
+    """Stored under the old name at version 1; the renamed class is at
+    version 2, with its upcaster under the new name."""
+    old, new = "verify.parcel_sent", "verify.shipped.renamed"
+    state = ship(shipped_class(old, 1), (100,), (200,))
+    ship(shipped_class(new, 2, aliases=(old,)), (300,), to=state)
+    register_upcasters(new, 1)
+    stdout, _ = verify()
+    assert table(stdout) == [
+        (old, "1", "2", "0", f"{SHIPPED} version 2 (an alias: read as {new!r})"),
+        (new, "2", "1", "0", f"{SHIPPED} version 2"),
+    ]
+    assert outside_table(stdout) == ["Checked 1 log and 3 events: 0 problems."]
+
+
+def test_an_unknown_type_is_a_row_without_a_class() -> None:
+    name = "verify.shipped.forgotten"
+    log_id = ship(shipped_class(name, 2), (100,), (200,)).log_id
+    shipped_class("verify.shipped.other", 2)  # the class no longer claims it
+    stdout, _ = verify_fails(2)
+    assert table(stdout) == [
+        (name, "2", "0", "2", "no imported DomainEvent class claims it"),
+    ]
+    assert failures(stdout)[0] == (
+        f"{name!r} version 2: 2 failed. First failure: no imported "
+        "DomainEvent class claims it"
+    )
+    assert outside_table(stdout)[-1] == (
+        f"Types no imported DomainEvent class claims: {name!r} (2). Import the "
+        "modules that define them in your AppConfig.ready(), so that every "
+        "process registers them; or restore the classes (or their type_name)."
+    )
+    assert outside_table(stdout)[0] == (
+        f"log {log_id} index 0: unknown event type {name!r}: no imported "
+        "DomainEvent class claims it"
+    )
+
+
+def test_only_the_first_failures_of_a_version_are_listed_all_are_counted() -> None:
+    name = "verify.shipped.many"
+    log_id = ship(shipped_class(name, 1), *[(grams,) for grams in range(12)]).log_id
+    other = account(1)
+    delete_event(other, 0)  # an index problem is listed whatever the count
+    shipped_class(name, 2)  # and no upcaster
+    stdout, _ = verify_fails(13)
+    missing = (
+        f"no upcaster from version 1 to 2 is registered for {name!r} (the class "
+        "is at version 2)"
+    )
+    assert set(outside_table(stdout)) == {
+        *(
+            f"log {log_id} index {index}: {name!r} payload does not decode into "
+            f"{SHIPPED}: {missing}"
+            for index in range(5)
+        ),
+        f"log {other} index 1: the log starts at index 1, not 0: index 0 is missing",
+        "Checked 2 logs and 13 events: 13 problems, 7 of them counted in the "
+        "table only.",
+    }
+    assert [row[:4] for row in table(stdout)] == [
+        ("tests.deposited", "1", "1", "0"),
+        (name, "1", "0", "12"),
+    ]
+    assert failures(stdout) == [
+        f"{name!r} version 1: 12 failed. First failure: {missing}",
+        *(f"  log {log_id} index {index}" for index in range(5)),
+        "  and 7 more",
+    ]
+    # Without the table, the same five lines.
+    stdout, _ = verify_fails(13, verbosity=0)
+    assert len(stdout.splitlines()) == 6
+    assert f"log {log_id} index 4: " in stdout
+    assert f"log {log_id} index 5: " not in stdout
+
+
 # Choosing the logs.
 
 
 def test_log_ids_restrict_the_check_to_those_logs() -> None:
     clean, other, broken = account(1), account(2), account(3)
     delete_event(broken, 1)
-    assert verify(str(clean)) == ("Checked 1 log and 2 events: 0 problems.\n", "")
-    assert verify(str(clean), str(other).upper())[0] == (
-        "Checked 2 logs and 5 events: 0 problems.\n"
+    stdout, stderr = verify(str(clean))
+    assert (outside_table(stdout), stderr) == (
+        ["Checked 1 log and 2 events: 0 problems."],
+        "",
     )
+    assert outside_table(verify(str(clean), str(other).upper())[0]) == [
+        "Checked 2 logs and 5 events: 0 problems."
+    ]
     stdout, _ = verify_fails(1, str(broken), str(clean))
-    assert stdout.splitlines() == [
+    assert outside_table(stdout) == [
         f"log {broken} index 2: gap: index 1 is missing",
         "Checked 2 logs and 5 events: 1 problem.",
     ]
@@ -344,12 +698,17 @@ def test_kind_restricts_the_check_to_logs_of_that_kind() -> None:
     set_type(broken, 2, "tests.gone")
     account(1, kind="savings")
     Log.objects.create(kind="account")  # empty: not of kind savings
-    assert verify("--kind", "savings") == (
-        "Checked 1 log and 2 events: 0 problems.\n",
+    stdout, stderr = verify("--kind", "savings")
+    assert (outside_table(stdout), stderr) == (
+        ["Checked 1 log and 2 events: 0 problems."],
         "",
     )
+    assert [row[:4] for row in table(stdout)] == [
+        ("tests.deposited", "1", "1", "0"),
+        ("tests.opened", "1", "1", "0"),
+    ]
     stdout, _ = verify_fails(2, "--kind", "account")
-    assert stdout.splitlines()[-2] == "Checked 3 logs and 5 events: 2 problems."
+    assert outside_table(stdout)[-2] == "Checked 3 logs and 5 events: 2 problems."
     # LOG_ID and --kind together: the logs that are both.
     assert verify(str(broken), "--kind", "savings") == (
         "Checked 0 logs and 0 events: 0 problems.\n",
@@ -399,7 +758,7 @@ def test_a_long_run_prints_progress_lines_without_a_terminal(
     assert stderr.splitlines() == [
         f"Checked {done}/20 logs ({done * 5}%)" for done in range(2, 20, 2)
     ] + ["Checked 20/20 logs (100%)"]
-    assert stdout.splitlines()[-1] == "Checked 20 logs and 19 events: 1 problem."
+    assert outside_table(stdout)[-1] == "Checked 20 logs and 19 events: 1 problem."
 
 
 def test_a_long_run_draws_a_progress_bar_on_a_terminal(
@@ -436,7 +795,7 @@ def test_a_short_run_shows_no_progress() -> None:
 
 RESTORE = re.compile(
     r"^table (\w+): trigger (\w+) is (missing|disabled); the database no longer "
-    r"checks ([A-Z ]+) on it\. Restore it with:\n(.*?;)\n(?=table |Checked)",
+    r"checks ([A-Z ]+) on it\. Restore it with:\n(.*?;)\n(?=table |Events |Checked)",
     re.MULTILINE | re.DOTALL,
 )
 
@@ -511,7 +870,7 @@ def test_missing_triggers_are_reported_with_the_sql_to_restore_them() -> None:
         for _, _, restore in reported_triggers(out):
             cursor.execute(restore)
     out, _ = verify()
-    assert "trigger" not in out
+    assert outside_table(out) == ["Checked 1 log and 2 events: 0 problems."]
     assert_guarded(log_id)
     if connection.vendor == "postgresql":
         # The no-gap function restored is migration 0007's, which gives each
@@ -621,4 +980,4 @@ def test_zz_planted_rows_and_trigger_changes_did_not_leak() -> None:
         connection.cursor() as cursor,
     ):
         cursor.execute("UPDATE django_eventlog_event SET type = 'x'")
-    assert verify()[0] == "Checked 1 log and 2 events: 0 problems.\n"
+    assert outside_table(verify()[0]) == ["Checked 1 log and 2 events: 0 problems."]

@@ -2,14 +2,14 @@
 
 The events are read in one streamed pass, ordered by log and index; the logs
 without events in one more query (``NOT EXISTS``). Nothing is held in memory
-per log, so the command runs in constant memory whatever the size of the
-store, and it only reads: it can run against a live database.
+per log or per event (the decoding report counts per type and version), so
+the command runs in constant memory whatever the size of the store, and it
+only reads: it can run against a live database.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -23,6 +23,11 @@ from django_eventlog.exceptions import (
     EventDecodingError,
     InvalidArgument,
     UnknownEventType,
+)
+from django_eventlog.management.decoding_report import (
+    LISTED_FAILURES,
+    UNKNOWN_TYPE,
+    DecodingReport,
 )
 from django_eventlog.management.progress import Progress, plain
 from django_eventlog.models import Event, Log
@@ -42,23 +47,32 @@ class Command(BaseCommand):
     help = (
         "Check the event store and report every problem on a line of its own, "
         "'log <id> index <n>: <problem>': indices not contiguous from 0 (a "
-        "missing index, a log not starting at 0, a duplicate), events whose "
-        "stored type no imported DomainEvent class claims, payloads that no "
-        "longer decode into their class (a field renamed, removed or retyped "
-        "without keeping old events readable), and logs without events. On "
-        "PostgreSQL and SQLite it also checks that the triggers of the logs and "
-        "events tables exist and are enabled, and reports one that is not "
-        "('table <name>: trigger ...') with the SQL that restores it. Checks "
-        "every log, or the given LOG_IDs and/or the logs of one --kind. Only "
-        "reads, streaming the events table in one ordered pass, so it can run "
-        "on a live database; runs over many logs show their progress on "
-        "stderr. Event classes are known only once their module is imported: "
-        "import the modules that define your events in your AppConfig.ready(), "
-        "or every event of theirs is reported as of an unknown type, and the "
-        "types are listed after the count. Ends with 'Checked N logs and M "
-        "events: K problems.' and exits with status 0 when there are none, 1 "
-        "when there are, 2 when the command was used wrongly (a malformed or "
-        "missing LOG_ID, an unknown --database)."
+        "missing index, a log not starting at 0, a duplicate), events that do "
+        "not decode with the current classes and upcasters (a stored type no "
+        "imported DomainEvent class claims; a stored schema version with no "
+        "upcaster to the next, or whose upcaster raised; a payload that does "
+        "not fit its class), and logs without events. Decoding failures are "
+        f"listed one by one only for the first {LISTED_FAILURES} of each stored "
+        "type and "
+        "version (a class change can fail millions of events); every one is "
+        "counted. On PostgreSQL and SQLite it also checks that the triggers of "
+        "the logs and events tables exist and are enabled, and reports one that "
+        "is not ('table <name>: trigger ...') with the SQL that restores it. "
+        "After the scan, a table gives per stored type name and schema version "
+        "how many events decode and how many fail, and the class (and its "
+        "version) they are read as; below it, for each type and version with "
+        "failures, the first failure's reason and the positions of the first "
+        f"{LISTED_FAILURES}. "
+        "Checks every log, or the given LOG_IDs and/or the logs of one --kind. "
+        "Only reads, streaming the events table in one ordered pass in constant "
+        "memory, so it can run on a live database; runs over many logs show "
+        "their progress on stderr. Event classes (and upcasters) are known only "
+        "once their module is imported: import the modules that define your "
+        "events in your AppConfig.ready(), or every event of theirs is reported "
+        "as of an unknown type, and the types are listed after the count. Ends "
+        "with 'Checked N logs and M events: K problems.' and exits with status 0 "
+        "when there are none, 1 when there are, 2 when the command was used "
+        "wrongly (a malformed or missing LOG_ID, an unknown --database)."
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
@@ -111,7 +125,7 @@ class Command(BaseCommand):
         self.progress = Progress(self, total if total >= PROGRESS_MIN_LOGS else 0)
 
         self.problems = 0
-        self.unknown_types: Counter[str] = Counter()
+        self.report = DecodingReport()
         self._check_triggers(using)
         logs_checked, events = self._check_events(using, log_ids, kind)
         logs_checked += self._check_empty_logs(logs)
@@ -119,16 +133,20 @@ class Command(BaseCommand):
 
         noun = "problem" if self.problems == 1 else "problems"
         if self.verbosity >= 1:
+            for line in self.report.lines():
+                self.stdout.write(line)
+            unlisted = self.report.unlisted
+            only_counted = f", {unlisted} of them counted in the table only"
             self.stdout.write(
                 f"Checked {logs_checked} {'log' if logs_checked == 1 else 'logs'} "
                 f"and {events} {'event' if events == 1 else 'events'}: "
-                f"{self.problems} {noun}.",
+                f"{self.problems} {noun}{only_counted if unlisted else ''}.",
                 None if self.problems else self.style.SUCCESS,
             )
-            if self.unknown_types:
+            unknown_types = self.report.unknown_types()
+            if unknown_types:
                 names = ", ".join(
-                    f"{name!r} ({count})"
-                    for name, count in sorted(self.unknown_types.items())
+                    f"{name!r} ({count})" for name, count in unknown_types.items()
                 )
                 self.stdout.write(
                     f"Types no imported DomainEvent class claims: {names}. "
@@ -178,35 +196,38 @@ class Command(BaseCommand):
             if index != expected:
                 self._report(log_id, index, _index_problem(index, expected))
             expected = max(expected, index + 1)
-            problem = self._decode_problem(decode, log_id, row)
-            if problem is not None:
-                self._report(log_id, index, problem)
+            self._decode(decode, log_id, row)
         if current is not None:
             logs += 1
             self.progress.update(logs)
         return logs, events
 
-    def _decode_problem(
-        self, decode: RecordDecoder, log_id: uuid.UUID, row: sql.Row
-    ) -> str | None:
-        type_name = row[1]
+    def _decode(self, decode: RecordDecoder, log_id: uuid.UUID, row: sql.Row) -> None:
+        """Decode one event and count it; report it when it fails and is one
+        of the first few failures of its type and version."""
+        index, type_name, version = row[0], row[1], row[9]
         try:
             decode(log_id, row)
         except UnknownEventType:
-            self.unknown_types[type_name] += 1
-            return (
-                f"unknown event type {type_name!r}: no imported DomainEvent "
-                "class claims it"
-            )
+            reason = UNKNOWN_TYPE
+            problem = f"unknown event type {type_name!r}: {UNKNOWN_TYPE}"
         except Exception as e:
             cls = event_class(type_name)
             reason = e.reason if isinstance(e, EventDecodingError) else str(e)
-            error = reason or type(e).__name__
-            return (
-                f"{type_name!r} payload does not decode into "
-                f"{cls.__module__}.{cls.__qualname__}: {error}"
+            reason = reason or type(e).__name__
+            stored = "" if version in (None, 1) else f" stored at version {version}"
+            problem = (
+                f"{type_name!r} payload{stored} does not decode into "
+                f"{cls.__module__}.{cls.__qualname__}: {reason}"
             )
-        return None
+        else:
+            self.report.add_decoded(type_name, version)
+            return
+        if self.report.add_failed(type_name, version, log_id, index, reason):
+            self._report(log_id, index, problem)
+        else:
+            # Counted in the table only: a class change can fail millions.
+            self.problems += 1
 
     def _check_empty_logs(self, logs: models.QuerySet[Log]) -> int:
         """Report the logs without events; return how many there are."""
