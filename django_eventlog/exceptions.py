@@ -207,11 +207,14 @@ class MissingUpcaster(EventDecodingError):
         index: int | None = None,
         *,
         missing: int | None = None,
+        upcast_as: str | None = None,
     ) -> None:
         #: The version the class is at now.
         self.current = current
         #: The version whose upcaster (to the next) is missing; None for an
-        #: event newer than its class.
+        #: event newer than its class. ``upcast_as``: the type name the
+        #: upcasters are registered under, when the event was stored under
+        #: an alias.
         self.missing = missing
         if missing is None:
             reason = (
@@ -221,7 +224,8 @@ class MissingUpcaster(EventDecodingError):
         else:
             reason = (
                 f"no upcaster from version {missing} to {missing + 1} is "
-                f"registered for {type_name!r} (the class is at version {current})"
+                f"registered for {upcast_as or type_name!r} (the class is at "
+                f"version {current})"
             )
         super().__init__(type_name, reason, log_id, index, version=version)
 

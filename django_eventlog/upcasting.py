@@ -178,7 +178,13 @@ class StoredType:
             function = _upcasters.get((self.name, step))
             if function is None:
                 raise MissingUpcaster(
-                    stored_name, stored, self.version, log_id, index, missing=step
+                    stored_name,
+                    stored,
+                    self.version,
+                    log_id,
+                    index,
+                    missing=step,
+                    upcast_as=self.name,
                 )
             try:
                 data = function(data)

@@ -423,3 +423,17 @@ def test_a_cached_reduction_stays_right_across_a_deploy_that_adds_an_upcaster(
     by_currency = Log.objects.reduce(state.log_id, TotalInCurrency).aggregate
     assert stats_delta(before)["misses"] == 1
     assert by_currency.totals == {"EUR": 30, "USD": 5}
+
+
+def test_a_missing_step_of_an_aliased_event_names_the_class_s_type_name() -> None:
+    old = release("tests.up.alias_old", 1, {"a": int}, name="alias_missing")
+    state = make_log(old(a=1), kind="parcel")
+    aliased = {"aliases": ("tests.up.alias_old",), "name": "alias_missing"}
+    release("tests.up.alias_new", 2, {"a": int}, **aliased)
+    with pytest.raises(MissingUpcaster) as raised:
+        Log.objects.load(state.log_id)
+    # Stored under the old name; the upcaster is registered under the new.
+    assert raised.value.type_name == "tests.up.alias_old"
+    assert "registered for 'tests.up.alias_new'" in str(raised.value)
+    upcaster("tests.up.alias_new", 1)(lambda data: data)
+    assert [vars(r.event) for r in Log.objects.load(state.log_id)] == [{"a": 1}]
