@@ -126,6 +126,9 @@ do_lint() {
     step "makemigrations --check (tests.settings)" \
         env EVENTLOG_DB=sqlite DJANGO_SETTINGS_MODULE=tests.settings \
         python manage.py makemigrations --check --dry-run
+    # Event classes changed without a schema_version bump and an upcaster.
+    step "eventlog_schemas --check" \
+        env EVENTLOG_DB=sqlite python manage.py eventlog_schemas --check
     step "docs (sphinx-build -W)" build_docs
     # Benchmarks are not timed tests: a tiny run keeps them working.
     step "benchmarks (quick)" python benchmarks/event_codec.py --quick

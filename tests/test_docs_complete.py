@@ -57,6 +57,7 @@ def test_what_is_checked_exists() -> None:
     assert command_names() == [
         "eventlog_clear_cache",
         "eventlog_projections",
+        "eventlog_schemas",
         "eventlog_verify",
     ]
     assert len(django_eventlog.__all__) >= 25
