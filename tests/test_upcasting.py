@@ -428,8 +428,13 @@ def test_a_cached_reduction_stays_right_across_a_deploy_that_adds_an_upcaster(
 def test_a_missing_step_of_an_aliased_event_names_the_class_s_type_name() -> None:
     old = release("tests.up.alias_old", 1, {"a": int}, name="alias_missing")
     state = make_log(old(a=1), kind="parcel")
-    aliased = {"aliases": ("tests.up.alias_old",), "name": "alias_missing"}
-    release("tests.up.alias_new", 2, {"a": int}, **aliased)
+    release(
+        "tests.up.alias_new",
+        2,
+        {"a": int},
+        aliases=("tests.up.alias_old",),
+        name="alias_missing",
+    )
     with pytest.raises(MissingUpcaster) as raised:
         Log.objects.load(state.log_id)
     # Stored under the old name; the upcaster is registered under the new.
