@@ -307,7 +307,9 @@ def payment_log(
         Requested(PaymentRequest(10_000)), kind="payment", idempotency_key=key
     )
     state = Log.objects.append(state, Authorized(10_000, "x"))
-    state = Log.objects.append(state, Captured(4_000, "W"), idempotency_key=capture_key)
+    state = Log.objects.append(
+        state, Captured(4_000, "W", "EUR"), idempotency_key=capture_key
+    )
     Log.objects.append(state, Refunded(6_000, "R"))
     return state.log_id
 
@@ -925,6 +927,7 @@ PAYMENT_STATES = [
         ("request", _REQUEST, True),
         ("amount_approved", 0, False),
         ("amount_captured", 0, False),
+        ("currency", None, False),
         ("amount_refunded", 0, False),
         ("declined_reason", None, False),
     ],
@@ -932,6 +935,7 @@ PAYMENT_STATES = [
         ("request", _REQUEST, False),
         ("amount_approved", 10_000, True),
         ("amount_captured", 0, False),
+        ("currency", None, False),
         ("amount_refunded", 0, False),
         ("declined_reason", None, False),
     ],
@@ -939,6 +943,7 @@ PAYMENT_STATES = [
         ("request", _REQUEST, False),
         ("amount_approved", 10_000, False),
         ("amount_captured", 4_000, True),
+        ("currency", "EUR", True),
         ("amount_refunded", 0, False),
         ("declined_reason", None, False),
     ],
@@ -946,6 +951,7 @@ PAYMENT_STATES = [
         ("request", _REQUEST, False),
         ("amount_approved", 10_000, False),
         ("amount_captured", 4_000, False),
+        ("currency", "EUR", False),
         ("amount_refunded", 6_000, True),
         ("declined_reason", None, False),
     ],
@@ -970,6 +976,7 @@ def test_payment_state_after_each_event(admin_client: Client) -> None:
         "request",
         "amount_approved",
         "amount_captured",
+        "currency",
         "amount_refunded",
     ]
     hide = parse(with_state).find("a", "eventlog-state-toggle")

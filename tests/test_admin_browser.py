@@ -174,7 +174,7 @@ def create_logs() -> str:
     )
     state = Log.objects.append(state, Authorized(APPROVED, "APPROVAL-1"))
     for _ in range(EVENTS - 2):
-        state = Log.objects.append(state, Captured(CAPTURE, "Widgets"))
+        state = Log.objects.append(state, Captured(CAPTURE, "Widgets", "EUR"))
     # Neighbours the search has to leave out.
     for amount in (500, 700):
         other = Log.objects.create_log(
@@ -272,6 +272,7 @@ def test_admin_log_list_search_and_timeline(
             "request",
             "amount_approved",
             "amount_captured",
+            "currency",
             "amount_refunded",
             "declined_reason",
         ]

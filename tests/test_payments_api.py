@@ -87,9 +87,10 @@ def capture(
     payment_id: str | uuid.UUID,
     amount: int,
     descriptor: str = "WIDGETS",
+    currency: str = "EUR",
     **kwargs: Any,
 ) -> Response:
-    body = {"amount": amount, "statement_descriptor": descriptor}
+    body = {"amount": amount, "statement_descriptor": descriptor, "currency": currency}
     return write(client, payment_id, "captures", body, **kwargs)
 
 
@@ -140,7 +141,7 @@ def long_payment(events: int) -> uuid.UUID:
     state = Log.objects.create_log(Requested(PaymentRequest(10**9)), kind="payment")
     state = Log.objects.append(state, Authorized(10**9, "LONG"))
     for _ in range(events - 2):
-        state = Log.objects.append(state, Captured(1, "PIECE"))
+        state = Log.objects.append(state, Captured(1, "PIECE", "EUR"))
     return state.log_id
 
 
@@ -170,6 +171,7 @@ def test_create_authorizes_up_to_the_gateway_limit(client: Client, amount: int) 
         "amount_approved": amount,
         "amount_captured": 0,
         "amount_refunded": 0,
+        "currency": None,
         "capturable": amount,
         "refundable": 0,
         "events": 2,
@@ -433,7 +435,12 @@ def test_unknown_malformed_and_foreign_ids_are_404(client: Client, what: str) ->
     ids = [str(uuid.uuid4()), "not-a-uuid", "1234", str(other_kind_log())]
     for payment_id in ids:
         if what in ("captures", "refunds"):
-            body = {"amount": 1, "statement_descriptor": "X", "reference_number": "X"}
+            body = {
+                "amount": 1,
+                "statement_descriptor": "X",
+                "currency": "EUR",
+                "reference_number": "X",
+            }
             response = write(client, payment_id, what, body)
         else:
             response = client.get(url(payment_id, what))
@@ -467,9 +474,11 @@ def test_capture_then_refund(client: Client) -> None:
     assert body["event"]["event"] == {
         "amount": 4_000,
         "statement_descriptor": "DEMO SHOP",
+        "currency": "EUR",
     }
     assert body["event"]["idempotency_key"] is None
     assert body["payment"]["amount_captured"] == 4_000
+    assert body["payment"]["currency"] == "EUR"
     assert body["payment"]["capturable"] == 6_000
     assert body["payment"]["refundable"] == 4_000
     assert body["payment"]["events"] == 3
@@ -528,20 +537,38 @@ def test_writes_on_a_payment_still_requested_are_422(client: Client) -> None:
 @pytest.mark.parametrize(
     ("what", "data", "field"),
     [
-        ("captures", {"amount": 1}, "statement_descriptor"),
-        ("captures", {"amount": 1, "statement_descriptor": ""}, "statement_descriptor"),
+        ("captures", {"amount": 1, "currency": "EUR"}, "statement_descriptor"),
         (
             "captures",
-            {"amount": 1, "statement_descriptor": "x" * 23},
+            {"amount": 1, "statement_descriptor": "", "currency": "EUR"},
             "statement_descriptor",
         ),
         (
             "captures",
-            {"amount": 1, "statement_descriptor": "a\x00b"},
+            {"amount": 1, "statement_descriptor": "x" * 23, "currency": "EUR"},
             "statement_descriptor",
         ),
-        ("captures", {"amount": 1, "statement_descriptor": 5}, "statement_descriptor"),
-        ("captures", {"statement_descriptor": "X"}, "amount"),
+        (
+            "captures",
+            {"amount": 1, "statement_descriptor": "a\x00b", "currency": "EUR"},
+            "statement_descriptor",
+        ),
+        (
+            "captures",
+            {"amount": 1, "statement_descriptor": 5, "currency": "EUR"},
+            "statement_descriptor",
+        ),
+        ("captures", {"statement_descriptor": "X", "currency": "EUR"}, "amount"),
+        # Version 2 of payment.captured: a capture names its currency.
+        ("captures", {"amount": 1, "statement_descriptor": "X"}, "currency"),
+        *(
+            (
+                "captures",
+                {"amount": 1, "statement_descriptor": "X", "currency": c},
+                "currency",
+            )
+            for c in ("eur", "EU", "EURO", "EUR\n", "E1R", 978, None)
+        ),
         ("refunds", {"amount": 1}, "reference_number"),
         ("refunds", {"amount": 1, "reference_number": "r" * 65}, "reference_number"),
         ("refunds", {"amount": "1", "reference_number": "R"}, "amount"),
@@ -565,8 +592,16 @@ def test_write_longest_texts_are_accepted(client: Client) -> None:
 
 
 # A body that both captures and refunds accept.
-VALID_WRITE = '{"amount": 1, "statement_descriptor": "X", "reference_number": "X"}'
-VALID_WRITE_BODY = {"amount": 1, "statement_descriptor": "X", "reference_number": "X"}
+VALID_WRITE = (
+    '{"amount": 1, "statement_descriptor": "X", "currency": "EUR", '
+    '"reference_number": "X"}'
+)
+VALID_WRITE_BODY = {
+    "amount": 1,
+    "statement_descriptor": "X",
+    "currency": "EUR",
+    "reference_number": "X",
+}
 
 
 @pytest.mark.parametrize("what", ["captures", "refunds"])
@@ -701,7 +736,7 @@ def racing_writer(monkeypatch: pytest.MonkeyPatch, races: int) -> list[LogState]
     def racing_reduce(self: Any, log_id: Any, aggregate_class: Any, **kw: Any) -> Any:
         reduction = real_reduce(self, log_id, aggregate_class, **kw)
         if aggregate_class is Payment and len(appended) < races:
-            appended.append(Log.objects.append(reduction, Captured(1, "RACER")))
+            appended.append(Log.objects.append(reduction, Captured(1, "RACER", "EUR")))
         return reduction
 
     monkeypatch.setattr(manager, "reduce", racing_reduce)

@@ -295,7 +295,7 @@ def test_a_path_without_its_slash_is_served_not_redirected(client: Client) -> No
     )
     response = client.post(
         f"{API}{payment_id}/captures",
-        {"amount": 10, "statement_descriptor": "X"},
+        {"amount": 10, "statement_descriptor": "X", "currency": "EUR"},
         content_type="application/json",
     )
     assert response.status_code == 201

@@ -159,7 +159,11 @@ def test_concurrent_captures_with_one_etag(server: LiveServer) -> None:
     for round_ in range(ROUNDS):
 
         def capture(i: int, tag: str = tag, round_: int = round_) -> Reply:
-            body = {"amount": 100, "statement_descriptor": f"R{round_} T{i}"}
+            body = {
+                "amount": 100,
+                "statement_descriptor": f"R{round_} T{i}",
+                "currency": "EUR",
+            }
             return send(server, "POST", captures, body, {"If-Match": tag})
 
         first, second = replies(run_together(2, capture))
@@ -223,7 +227,7 @@ def test_paging_through_a_long_event_list(server: LiveServer) -> None:
     state = Log.objects.create_log(Requested(PaymentRequest(1_000_000)), kind="payment")
     state = Log.objects.append(state, Authorized(1_000_000, "LIVE"))
     for n in range(EVENTS - 2):
-        state = Log.objects.append(state, Captured(1, f"PART {n}"))
+        state = Log.objects.append(state, Captured(1, f"PART {n}", "EUR"))
 
     indices: list[int] = []
     descriptors: list[str] = []

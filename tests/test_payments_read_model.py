@@ -42,7 +42,11 @@ def some_payments(client: Client) -> list[str]:
             post(
                 client,
                 f"{API}{payment['id']}/captures/",
-                {"amount": amount // 2, "statement_descriptor": "SHOP"},
+                {
+                    "amount": amount // 2,
+                    "statement_descriptor": "SHOP",
+                    "currency": "GBP",
+                },
             )
             post(
                 client,
@@ -67,6 +71,7 @@ def reduced(payment_id: str) -> dict[str, Any]:
         "amount_approved": payment.amount_approved,
         "amount_captured": payment.amount_captured,
         "amount_refunded": payment.amount_refunded,
+        "currency": payment.currency,
         "events": reduction.next_index,
     }
 
@@ -97,6 +102,7 @@ REDUCED = (
     "amount_approved",
     "amount_captured",
     "amount_refunded",
+    "currency",
     "events",
 )
 

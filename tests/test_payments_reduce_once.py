@@ -59,7 +59,12 @@ def new_payment(client: Client) -> str:
 
 
 def post(client: Client, payment_id: str, what: str, key: str | None = None) -> Any:
-    body = {"amount": 100, "statement_descriptor": "X", "reference_number": "R"}
+    body = {
+        "amount": 100,
+        "statement_descriptor": "X",
+        "currency": "EUR",
+        "reference_number": "R",
+    }
     headers = {} if key is None else {"Idempotency-Key": f'"{key}"'}
     return client.post(
         f"{API}{payment_id}/{what}/",

@@ -37,7 +37,7 @@ def test_payment_walkthrough() -> None:
     assert reduction.aggregate.capturable() == 10_000
     assert reduction.aggregate.refundable() == 0
 
-    capture = Captured(4_000, "Widgets")
+    capture = Captured(4_000, "Widgets", "EUR")
     reduction.aggregate.check(capture)
     Log.objects.append(reduction, capture)
     reduction = Log.objects.reduce(state.log_id, Payment)
@@ -56,6 +56,7 @@ def test_payment_walkthrough() -> None:
     assert payment.request == PaymentRequest(10_000)
     assert payment.amount_approved == 10_000
     assert payment.amount_captured == 4_000
+    assert payment.currency == "EUR"
     assert payment.amount_refunded == 4_000
     assert payment.capturable() == 6_000
     assert payment.refundable() == 0
@@ -99,7 +100,11 @@ def test_the_walkthrough_command_prints_each_step() -> None:
     assert "Reduced again with nothing new: through index 3" in text
     events = json.loads(text[text.index("[") :])
     assert [e["index"] for e in events] == [0, 1, 2, 3]
-    assert events[2]["event"] == {"amount": 4000, "statement_descriptor": "Widgets"}
+    assert events[2]["event"] == {
+        "amount": 4000,
+        "statement_descriptor": "Widgets",
+        "currency": "EUR",
+    }
     assert events[3]["event"] == {"amount": 4000, "reference_number": "REF-1"}
     reduced = Log.objects.reduce(log_id[1], Payment).aggregate
     # The walk-through follows the API's rules: never more refunded than

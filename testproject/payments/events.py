@@ -1,13 +1,18 @@
-"""The payment example of the eventlogs crate: its events and aggregate."""
+"""The payment example of the eventlogs crate: its events and aggregate.
+
+``payment.captured`` is at schema version 2: version 1 had no currency. The
+events an older release stored stay as they are, and are read as version 2
+through the upcaster :func:`captured_v1_in_euros`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from msgspec import Meta
 
-from django_eventlog import Aggregate, DomainEvent, EventRecord
+from django_eventlog import Aggregate, DomainEvent, EventRecord, upcaster
 
 #: The largest amount the API takes, in minor units.
 MAX_AMOUNT = 10**12
@@ -16,6 +21,12 @@ MAX_AMOUNT = 10**12
 # (http.json_event), so their constraints validate the requests: a value out
 # of bounds is a 422 naming the field. No NUL: the store refuses it.
 Amount = Annotated[int, Meta(ge=1, le=MAX_AMOUNT)]
+#: An ISO 4217 code: three upper-case letters ("EUR"). The lengths keep out
+#: a trailing newline, which the pattern's "$" would let through.
+Currency = Annotated[str, Meta(min_length=3, max_length=3, pattern=r"^[A-Z]{3}$")]
+
+#: The one currency of the demo before captures named theirs (version 1).
+CURRENCY_BEFORE_V2 = "EUR"
 
 
 @dataclass(frozen=True)
@@ -42,11 +53,28 @@ class Declined(DomainEvent):
 
 
 class Captured(DomainEvent):
+    """Money taken from the authorized amount, in ``currency`` (version 2)."""
+
     type_name = "payment.captured"
+    schema_version = 2
     amount: Amount
     statement_descriptor: Annotated[
         str, Meta(min_length=1, max_length=22, pattern=r"^[^\x00]*$")
     ]
+    currency: Currency
+
+
+@upcaster(Captured, from_version=1)
+def captured_v1_in_euros(data: dict[str, Any]) -> dict[str, Any]:
+    """Read a version 1 capture as version 2: it was in euros.
+
+    Before version 2 the demo took one currency, euros, so every capture
+    stored without a currency was one in euros. The upcaster sees the stored
+    JSON only, never the payment, so this rule is all it can go by; a
+    project whose old events were in several currencies would need a field
+    that tells them apart, or a new event type instead.
+    """
+    return {**data, "currency": CURRENCY_BEFORE_V2}
 
 
 class Refunded(DomainEvent):
@@ -71,10 +99,15 @@ class Payment(Aggregate):
 
     # reduce() answers LogNotFound for a log of another kind.
     kinds = ("payment",)
+    # 2: the currency of the captures was added (cached reductions of
+    # version 1 lack it, and are never read again).
+    version = 2
 
     request: PaymentRequest | None = None
     amount_approved: int = 0
     amount_captured: int = 0
+    #: The currency of the captures; None before the first.
+    currency: str | None = None
     amount_refunded: int = 0
     declined_reason: str | None = None
 
@@ -86,8 +119,9 @@ class Payment(Aggregate):
                 self.amount_approved += amount
             case Declined(reason=reason):
                 self.declined_reason = reason
-            case Captured(amount=amount):
+            case Captured(amount=amount, currency=currency):
                 self.amount_captured += amount
+                self.currency = currency
             case Refunded(amount=amount):
                 self.amount_refunded += amount
 
@@ -110,7 +144,8 @@ class Payment(Aggregate):
 
         The one home of the payment rules, which the API, the walk-through
         and the seed command follow: only an authorized payment is captured
-        or refunded; a capture takes at most :meth:`capturable`, a refund
+        or refunded; a capture takes at most :meth:`capturable`, in the
+        currency of the captures before it (any, for the first); a refund
         returns at most :meth:`refundable`; amounts are positive.
         """
         if not self._open():
@@ -119,6 +154,12 @@ class Payment(Aggregate):
             raise PaymentRefused("The amount must be positive.")
         if isinstance(event, Captured) and event.amount > self.capturable():
             raise PaymentRefused(f"Only {self.capturable()} can be captured.")
+        if (
+            isinstance(event, Captured)
+            and self.currency is not None
+            and event.currency != self.currency
+        ):
+            raise PaymentRefused(f"The payment is captured in {self.currency}.")
         if isinstance(event, Refunded) and event.amount > self.refundable():
             raise PaymentRefused(f"Only {self.refundable()} can be refunded.")
 

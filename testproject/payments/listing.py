@@ -106,6 +106,7 @@ def _summary(summary: PaymentSummary) -> dict[str, Any]:
         "amount_approved": summary.amount_approved,
         "amount_captured": summary.amount_captured,
         "amount_refunded": summary.amount_refunded,
+        "currency": summary.currency,
         "created_at": summary.created_at.isoformat(),
         "updated_at": summary.updated_at.isoformat(),
         "events": summary.last_index + 1,

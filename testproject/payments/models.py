@@ -28,6 +28,8 @@ class PaymentSummary(models.Model):
     amount_approved = models.BigIntegerField(default=0)
     amount_captured = models.BigIntegerField(default=0)
     amount_refunded = models.BigIntegerField(default=0)
+    #: The currency of the captures (``Payment.currency``); NULL before the first.
+    currency = models.CharField(max_length=3, null=True, blank=True)  # noqa: DJ001
     declined_reason = models.TextField(null=True, blank=True)  # noqa: DJ001
     #: When the payment was requested: its first event's ``recorded_at``.
     created_at = models.DateTimeField()
@@ -61,6 +63,7 @@ class PaymentSummary(models.Model):
             amount_approved=self.amount_approved,
             amount_captured=self.amount_captured,
             amount_refunded=self.amount_refunded,
+            currency=self.currency,
             declined_reason=self.declined_reason,
         )
 
@@ -72,4 +75,5 @@ class PaymentSummary(models.Model):
         self.amount_approved = payment.amount_approved
         self.amount_captured = payment.amount_captured
         self.amount_refunded = payment.amount_refunded
+        self.currency = payment.currency
         self.declined_reason = payment.declined_reason

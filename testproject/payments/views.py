@@ -167,6 +167,7 @@ def _representation(reduction: Reduction[Payment]) -> dict[str, Any]:
         "amount_approved": payment.amount_approved,
         "amount_captured": payment.amount_captured,
         "amount_refunded": payment.amount_refunded,
+        "currency": payment.currency,
         "capturable": payment.capturable(),
         "refundable": payment.refundable(),
         "events": reduction.next_index,
@@ -291,7 +292,9 @@ def _event_response(
 
 @http.json_api(methods=["POST"])
 def captures(request: HttpRequest, payment_id: str) -> HttpResponse:
-    """POST /api/payments/<id>/captures/ {"amount", "statement_descriptor"}."""
+    """POST /api/payments/<id>/captures/ {"amount", "statement_descriptor",
+    "currency"}: the first capture sets the payment's currency, later ones
+    keep it (422 otherwise)."""
     return _write(request, payment_id, Captured)
 
 

@@ -81,8 +81,8 @@ class Command(BaseCommand):
         reduction = Log.objects.reduce(state.log_id, Payment)
         self.report(reduction.aggregate)
 
-        self.write(reduction, Captured(4_000, "Widgets"))
-        self.step("Captured 4000, passing the reduction as the log state")
+        self.write(reduction, Captured(4_000, "Widgets", "EUR"))
+        self.step("Captured 4000 EUR, passing the reduction as the log state")
 
         reduction = Log.objects.reduce(state.log_id, Payment)
         self.report(reduction.aggregate)
