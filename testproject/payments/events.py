@@ -2,7 +2,7 @@
 
 ``payment.captured`` is at schema version 2: version 1 had no currency. The
 events an older release stored stay as they are, and are read as version 2
-through the upcaster :func:`captured_v1_in_euros`.
+through the upcaster :func:`captured_v1_currency`.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class Captured(DomainEvent):
 
 
 @upcaster(Captured, from_version=1)
-def captured_v1_in_euros(data: dict[str, Any]) -> dict[str, Any]:
+def captured_v1_currency(data: dict[str, Any]) -> dict[str, Any]:
     """Read a version 1 capture as version 2: it was in euros.
 
     Before version 2 the demo took one currency, euros, so every capture
