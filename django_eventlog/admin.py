@@ -33,7 +33,13 @@ from .events import registered_type_names
 from .models import Event, Log, ProjectionCheckpoint, ProjectionSkip
 from .projection_admin import ProjectionAdmin, ProjectionSkipAdmin
 from .records import RecordDecoder
-from .timeline import TimelineEntry, fill_states, payload_chars, render_payload
+from .timeline import (
+    TimelineEntry,
+    fill_states,
+    payload_chars,
+    read_now,
+    render_payload,
+)
 from .validation import INDEX_MAX
 
 __all__ = [
@@ -194,7 +200,7 @@ class LogAdmin(ReadOnlyAdmin):
         # (asked once, and only if the page shows a correlation id).
         linked: bool | None = None
         entries = []
-        for index, type_name, payload, when, key, *metadata, _version in rows:
+        for index, type_name, payload, when, key, *metadata, version in rows:
             actor, correlation, causation, _ = metadata
             url = None
             if correlation is not None:
@@ -213,6 +219,16 @@ class LogAdmin(ReadOnlyAdmin):
                     correlation_id=correlation,
                     causation_id=causation,
                     correlation_url=url,
+                    # From the row: an older version costs no query either.
+                    reading=read_now(
+                        type_name,
+                        version,
+                        payload,
+                        limit=limit,
+                        depth=depth,
+                        log_id=log.pk,
+                        index=index,
+                    ),
                 )
             )
         aggregate_class = conf.EVENTLOG_ADMIN_AGGREGATES.get(log.kind)

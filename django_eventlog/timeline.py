@@ -1,5 +1,6 @@
 """What the admin timeline shows of each event: its payload and the state
-after it, as indented JSON of bounded size, and who wrote it and why.
+after it, as indented JSON of bounded size, and who wrote it and why; for an
+event stored at an older schema version, the event as it is read now.
 
 Internal to the package: the admin is :mod:`django_eventlog.admin`.
 """
@@ -7,6 +8,7 @@ Internal to the package: the admin is :mod:`django_eventlog.admin`.
 from __future__ import annotations
 
 import json
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,13 +17,17 @@ import msgspec
 from . import queries
 from .aggregates import Aggregate
 from .conf import conf
+from .exceptions import EventDecodingError, UnknownEventType
 from .models import Log
 from .records import decode_rows
+from .upcasting import stored_type
 
 __all__ = [
+    "Reading",
     "TimelineEntry",
     "fill_states",
     "payload_chars",
+    "read_now",
     "render_json",
     "render_payload",
 ]
@@ -42,6 +48,72 @@ class TimelineEntry:
     causation_id: str | None = None
     #: the event list filtered to the correlation id, if the viewer may see it
     correlation_url: str | None = None
+    #: set by :func:`read_now` for an event not stored as its class reads it
+    reading: Reading | None = None
+
+
+@dataclass
+class Reading:
+    """How an event stored at another schema version (or under an alias) is
+    read now: ``note`` says so ("stored at v1, read as v2"); ``payload`` is
+    the event as read, as indented JSON, or None with ``unread`` saying why."""
+
+    note: str
+    payload: str | None = None
+    unread: str | None = None
+
+    @property
+    def upcast(self) -> bool:
+        """Whether it is read at another version than stored (not only renamed)."""
+        return self.payload is not None or self.unread is not None
+
+
+def read_now(
+    type_name: str,
+    version: int | None,
+    payload: str,
+    *,
+    limit: int,
+    depth: int,
+    log_id: uuid.UUID,
+    index: int,
+) -> Reading | None:
+    """How the event of a timeline row is read now, when that differs from
+    how it was stored; None when it is stored as its class reads it.
+
+    ``payload`` is the stored text as the page read it (at most
+    :func:`payload_chars`): a payload read in part is not decoded, and one
+    that does not decode says why. The stored JSON stays on the page either
+    way: it is what an auditor must see.
+    """
+    try:
+        stored = stored_type(type_name)
+    except UnknownEventType:
+        return None
+    # Version 1 is NULL as our writer stores it, 1 as another may.
+    stored_version = 1 if version is None else version
+    renamed = type_name != stored.name
+    if stored_version == stored.version and not renamed:
+        return None
+    if stored_version == stored.version:
+        return Reading(f"stored as {type_name}, read as {stored.name}")
+    stored_as = (
+        f"as {type_name} v{stored_version}" if renamed else f"at v{stored_version}"
+    )
+    read_as = f"{stored.name} v{stored.version}" if renamed else f"v{stored.version}"
+    note = f"stored {stored_as}, read as {read_as}"
+    if stored_version > stored.version:
+        note = f"stored {stored_as}, newer than the class's v{stored.version}"
+    if len(payload) >= payload_chars(limit):
+        return Reading(note, unread="Too long to read here: the stored JSON is cut.")
+    try:
+        event = stored.upcast(type_name, version, payload, log_id, index)
+    except EventDecodingError as e:
+        return Reading(note, unread=f"Cannot be read now: {e}")
+    return Reading(
+        note,
+        render_json(msgspec.to_builtins(event), limit=limit, depth=depth),
+    )
 
 
 def render_json(value: Any, *, limit: int, depth: int) -> str:
