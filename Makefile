@@ -10,7 +10,8 @@
 #   make test-fast                 the fast suite, under a minute: SQLite, without the PostgreSQL,
 #                                  reliability (tests/reliability/), browser and packaging tests
 #   make bench                     django-eventlogs vs raw psycopg vs eventsourcing, then the
-#                                  feed's and the metadata's write cost (BENCH_ARGS=--quick)
+#                                  feed's and the metadata's write cost, a cold reduce vs
+#                                  before schema versions, the read side (BENCH_ARGS=--quick)
 #   make docs                      build the documentation into docs/_build/html (warnings are errors)
 #   make install                   (re)install the package and requirements/dev.txt into $(VENV)
 #
@@ -40,7 +41,7 @@ export VENV PYTEST_ARGS FAIL_FAST
 .PHONY: help install lint test test-fast test-sqlite test-postgresql bench docs demo clean distclean
 
 help:
-	@sed -n '1,19p' Makefile | sed 's/^# \{0,1\}//'
+	@sed '/^$$/q' Makefile | sed 's/^# \{0,1\}//'
 
 $(STAMP): pyproject.toml $(wildcard requirements/*.txt)
 	@if [ ! -x "$(PY)" ]; then \

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Run benchmarks/eventstores.py, then benchmarks/feed_write_cost.py,
-# benchmarks/metadata_cost.py and benchmarks/read_side.py (called by
-# `make bench`).
+# benchmarks/metadata_cost.py, benchmarks/schema_versions.py (on PostgreSQL,
+# then on SQLite) and benchmarks/read_side.py (called by `make bench`).
 #
 #   scripts/bench.sh [ARGS]     ARGS go to eventstores.py: --quick, --huge,
 #                               --only AD, --stores ours,raw, -r 5 (see --help);
-#                               feed_write_cost.py, metadata_cost.py and
-#                               read_side.py get --quick if ARGS has it
+#                               feed_write_cost.py, metadata_cost.py,
+#                               schema_versions.py and read_side.py get
+#                               --quick if ARGS has it
 #
 # PostgreSQL: the server PGHOST (PGPORT, PGUSER, PGPASSWORD) names, if set;
 # otherwise a throwaway cluster on 127.0.0.1 with PostgreSQL's default
@@ -46,4 +47,7 @@ for arg in "$@"; do
 done
 "$VENV/bin/python" benchmarks/feed_write_cost.py "${QUICK[@]}"
 "$VENV/bin/python" benchmarks/metadata_cost.py "${QUICK[@]}"
+# Compares with the library before schema versions, from git history.
+EVENTLOG_DB=postgresql "$VENV/bin/python" benchmarks/schema_versions.py "${QUICK[@]}"
+EVENTLOG_DB=sqlite "$VENV/bin/python" benchmarks/schema_versions.py "${QUICK[@]}"
 "$VENV/bin/python" benchmarks/read_side.py "${QUICK[@]}"
