@@ -81,15 +81,31 @@ def decode_rows(
     version equal to ``current``) is decoded by it straight.
     """
     convert = statements(connections[using]).convert_recorded_at
-    types: dict[str, tuple[Callable[[str], Any], int | None, StoredType]] = {}
-    for row in rows:
-        index, type_name, payload, recorded_at, key, actor, cor, cau, extra, v = row
+    types: dict[str, tuple[Callable[[str], Any], int | None, str, StoredType]] = {}
+    for (
+        index,
+        type_name,
+        payload,
+        recorded_at,
+        key,
+        actor,
+        cor,
+        cau,
+        extra,
+        v,
+    ) in rows:
         found = types.get(type_name)
         if found is None:
             stored = stored_type(type_name)
-            found = types[type_name] = (stored.decode, stored.current, stored)
-        decode, current, stored = found
-        if v == current:
+            found = types[type_name] = (
+                stored.decode,
+                stored.current,
+                stored.name,
+                stored,
+            )
+        decode, current, name, stored = found
+        # Identity first: None (version 1) against None, without a call.
+        if v is current or v == current:
             try:
                 event = decode(payload)
             except DECODE_ERRORS as e:
@@ -98,7 +114,7 @@ def decode_rows(
             event = stored.upcast(type_name, v, payload, log_id, index)
         yield EventRecord(
             index,
-            stored.name,
+            name,
             recorded_at if convert is None else convert(recorded_at),
             key,
             event,
