@@ -47,17 +47,19 @@ def table(rows: Sequence[Sequence[str]]) -> str:
 
 
 @contextmanager
-def throwaway_database() -> Iterator[str]:
+def throwaway_database(sqlite_file: str | None = None) -> Iterator[str]:
     """Create, migrate and finally drop a database for one benchmark run.
 
     Django's test database machinery does it on the default alias's server
     (after ``django.setup()``), under a name of its own
     (``eventlog_bench_<pid>_<hex>``) so it never collides with a test
-    database. Yields the name.
+    database; on SQLite, in ``sqlite_file``, which a benchmark that runs
+    processes of its own gives (Django's default is in memory). Yields the
+    name.
     """
     from django.db import connection
 
-    name = f"eventlog_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = sqlite_file or f"eventlog_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     connection.settings_dict.setdefault("TEST", {})["NAME"] = name
     original = connection.settings_dict["NAME"]
     connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)

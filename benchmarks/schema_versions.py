@@ -60,8 +60,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -70,7 +69,7 @@ BENCHMARKS = ROOT / "benchmarks"
 sys.path[:0] = [p for p in (str(ROOT), str(BENCHMARKS)) if p not in sys.path]
 
 from _schema_worker import configure  # noqa: E402
-from _shared import execute, progress, table  # noqa: E402
+from _shared import execute, progress, table, throwaway_database  # noqa: E402
 
 #: The last commit before schema versions (issue 18).
 BEFORE_COMMIT = "058b815"
@@ -122,25 +121,6 @@ def export_before(directory: Path) -> Path:
         )
         sys.exit(2)
     return directory
-
-
-@contextmanager
-def throwaway_database(vendor: str, directory: Path) -> Iterator[str]:
-    """Create, migrate (today's migrations) and finally drop a database;
-    yield what the children's environment needs to reach it."""
-    from django.db import connection
-
-    if vendor == "sqlite":
-        name = str(directory / "schema_versions.sqlite3")
-    else:
-        name = f"eventlog_bench_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    connection.settings_dict.setdefault("TEST", {})["NAME"] = name
-    original = connection.settings_dict["NAME"]
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
-    try:
-        yield name
-    finally:
-        connection.creation.destroy_test_db(original, verbosity=0)
 
 
 def fill(type_name: str, events: int) -> str:
@@ -283,7 +263,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpu: dict[str, list[float]] = {variant: [] for variant in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="schema_versions_") as tmp:
         before_root = export_before(Path(tmp))
-        with throwaway_database(vendor, Path(tmp)) as name:
+        sqlite_file = str(Path(tmp) / "schema_versions.sqlite3")
+        with throwaway_database(sqlite_file if vendor == "sqlite" else None) as name:
             progress(f"  writing two logs of {args.events:,} events")
             logs = {
                 CURRENT: fill(Credited.type_name, args.events),
