@@ -81,3 +81,20 @@ def execute(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return list(cursor.fetchall()) if cursor.description else []
+
+
+def postgresql_line() -> str:
+    """What a benchmark's header says of the PostgreSQL it ran on: version,
+    durability settings, and how the library binds (``EVENTLOG_PG_PREPARE``).
+    Call it while the benchmark's database is in use."""
+    from django.db import connection
+
+    version = ".".join(map(str, connection.get_database_version()))
+    durability = execute(
+        "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) "
+        "FROM pg_settings WHERE name IN "
+        "('fsync', 'synchronous_commit', 'full_page_writes')"
+    )[0][0]
+    prepared = os.environ.get("EVENTLOG_PG_PREPARE") == "1"
+    binding = "server-side binding, prepared" if prepared else "client-side binding"
+    return f"PostgreSQL {version} ({durability}), {binding}"

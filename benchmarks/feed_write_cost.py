@@ -67,7 +67,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "benchmarks")) if p not in sys.path]
 
-from _shared import execute, progress, table, throwaway_database  # noqa: E402
+from _shared import (  # noqa: E402
+    execute,
+    postgresql_line,
+    progress,
+    table,
+    throwaway_database,
+)
 from eventstores import (  # noqa: E402
     EVENTS_PER_LOG,
     WORKERS,
@@ -224,7 +230,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_django()
     from django.conf import settings
-    from django.db import connection
 
     databases: dict[str, str] = {}
     # events/s of A and B, µs/event of S, per variant, one value a round.
@@ -308,18 +313,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             assert all(c == [(expected,)] for c in counts.values()), counts
             use(name)
-            version = ".".join(map(str, connection.get_database_version()))
-            durability = execute(
-                "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) "
-                "FROM pg_settings WHERE name IN "
-                "('fsync', 'synchronous_commit', 'full_page_writes')"
-            )[0][0]
-    prepared = os.environ.get("EVENTLOG_PG_PREPARE") == "1"
+            database = postgresql_line()
     print(f"# benchmarks/feed_write_cost.py, {datetime.date.today()}")
     print(
         f"# {platform.node()}: {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, PostgreSQL {version} ({durability}), "
-        + ("server-side binding, prepared" if prepared else "client-side binding")
+        f"{platform.python_version()}, {database}"
     )
     print(
         f"# A: {slices * SLICE:,} logs x {EVENTS_PER_LOG} events, 1 process, "

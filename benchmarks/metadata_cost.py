@@ -69,7 +69,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "benchmarks")) if p not in sys.path]
 
-from _shared import NOTE, execute, progress, table, throwaway_database  # noqa: E402
+from _shared import (  # noqa: E402
+    NOTE,
+    execute,
+    postgresql_line,
+    progress,
+    table,
+    throwaway_database,
+)
 from eventstores import EVENTS_PER_LOG, setup_django  # noqa: E402
 
 PER_CALL, SET, NONE = "per call", "set", "none"
@@ -325,7 +332,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_django()
     from django.conf import settings
-    from django.db import connection
 
     # Per operation and variant, one value a slice: seconds and WAL bytes.
     seconds: dict[str, dict[str, list[float]]] = {
@@ -378,18 +384,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress(f"  round {n + 1}/{args.rounds} done")
         in_python = context_micros(writer)
         check_written(writer)
-        version = ".".join(map(str, connection.get_database_version()))
-        durability = execute(
-            "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) "
-            "FROM pg_settings WHERE name IN "
-            "('fsync', 'synchronous_commit', 'full_page_writes')"
-        )[0][0]
-    prepared = os.environ.get("EVENTLOG_PG_PREPARE") == "1"
+        database = postgresql_line()
     print(f"# benchmarks/metadata_cost.py, {datetime.date.today()}")
     print(
         f"# {platform.node()}: {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}, PostgreSQL {version} ({durability}), "
-        + ("server-side binding, prepared" if prepared else "client-side binding")
+        f"{platform.python_version()}, {database}"
     )
     checkpoints = "every slice" if args.checkpoint_every_slice else "every round"
     print(

@@ -69,7 +69,13 @@ BENCHMARKS = ROOT / "benchmarks"
 sys.path[:0] = [p for p in (str(ROOT), str(BENCHMARKS)) if p not in sys.path]
 
 from _schema_worker import configure  # noqa: E402
-from _shared import execute, progress, table, throwaway_database  # noqa: E402
+from _shared import (  # noqa: E402
+    execute,
+    postgresql_line,
+    progress,
+    table,
+    throwaway_database,
+)
 
 #: The last commit before schema versions (issue 18).
 BEFORE_COMMIT = "058b815"
@@ -218,21 +224,11 @@ def ratio(what: str, times: Sequence[float], baseline: Sequence[float]) -> float
 
 
 def database_line(vendor: str) -> str:
-    from django.db import connection
-
     if vendor == "sqlite":
         import sqlite3
 
         return f"SQLite {sqlite3.sqlite_version}"
-    version = ".".join(map(str, connection.get_database_version()))
-    durability = execute(
-        "SELECT string_agg(name || '=' || setting, ', ' ORDER BY name) "
-        "FROM pg_settings WHERE name IN "
-        "('fsync', 'synchronous_commit', 'full_page_writes')"
-    )[0][0]
-    prepared = os.environ.get("EVENTLOG_PG_PREPARE") == "1"
-    binding = "server-side binding, prepared" if prepared else "client-side binding"
-    return f"PostgreSQL {version} ({durability}), {binding}"
+    return postgresql_line()
 
 
 def ours_commit() -> str:
