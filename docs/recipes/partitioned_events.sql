@@ -57,6 +57,8 @@ CREATE TABLE django_eventlog_event (
     correlation_id varchar(200),
     causation_id varchar(200),
     extra jsonb,
+    -- The event class's schema version at write, NULL for 1 (0010).
+    schema_version smallint,
     CONSTRAINT django_eventlog_event_pkey PRIMARY KEY (id, log_id),
     -- Named as in the model. Each partition gets an index of its own
     -- (django_eventlog_event_p0_log_id_index_key, ...): a violation names that.
@@ -159,9 +161,9 @@ CREATE TRIGGER django_eventlog_event_no_truncate
 -- continue the ids.
 INSERT INTO django_eventlog_event
     (id, "index", type, payload, recorded_at, idempotency_key, log_id, txid,
-     actor, correlation_id, causation_id, extra)
+     actor, correlation_id, causation_id, extra, schema_version)
 SELECT id, "index", type, payload, recorded_at, idempotency_key, log_id, txid,
-    actor, correlation_id, causation_id, extra
+    actor, correlation_id, causation_id, extra, schema_version
 FROM django_eventlog_event_unpartitioned;
 SELECT setval(
     'django_eventlog_event_id_seq',

@@ -43,6 +43,7 @@ from django_eventlog.models import Event
 from tests.conftest import ON_POSTGRESQL, stats_delta
 from tests.domain import Account, Deposited, Opened
 from tests.redis_server import free_port
+from tests.versions import release
 
 RECIPES = Path(__file__).resolve().parents[2] / "docs" / "recipes"
 PARTITIONED_EVENTS_SQL = RECIPES / "partitioned_events.sql"
@@ -346,19 +347,22 @@ def test_partitioning_keeps_the_events_and_keys_already_stored(
     store = Log.objects.db_manager(partitioned)
     state = store.create_log(Opened("ada"), kind="account", idempotency_key="open")
     state = store.append(state, Deposited(5), idempotency_key="deposit")
+    # An event at a later schema version keeps it.
+    noted = release("tests.partitioned.noted", 2, {"note": str})
+    state = store.append(state, noted(note="kept"))
     before = [r.as_dict() for r in store.load(state.log_id)]
-    ids = sql_rows(partitioned, "SELECT id FROM django_eventlog_event ORDER BY id")
+    columns = "SELECT id, schema_version FROM django_eventlog_event ORDER BY id"
+    ids = sql_rows(partitioned, columns)
+    assert [version for _, version in ids] == [None, None, 2]
 
     partition(partitioned)
 
     assert [r.as_dict() for r in store.load(state.log_id)] == before
-    assert (
-        sql_rows(partitioned, "SELECT id FROM django_eventlog_event ORDER BY id") == ids
-    )
+    assert sql_rows(partitioned, columns) == ids
     assert sql_rows(
         partitioned,
         "SELECT count(*) FROM django_eventlog_event_unpartitioned",
-    ) == [(2,)]
+    ) == [(3,)]
     with pytest.raises(IdempotentReplay) as replay:
         store.create_log(Opened("ada"), kind="account", idempotency_key="open")
     assert (replay.value.log_id, replay.value.event_index) == (state.log_id, 0)
@@ -367,9 +371,9 @@ def test_partitioning_keeps_the_events_and_keys_already_stored(
     # New events continue the ids.
     store.append(state, Deposited(6))
     (new_id,) = sql_rows(
-        partitioned, "SELECT id FROM django_eventlog_event WHERE index = 2"
+        partitioned, "SELECT id FROM django_eventlog_event WHERE index = 3"
     )[0]
-    assert new_id > max(i for (i,) in ids)
+    assert new_id > max(i for i, _ in ids)
 
 
 @pytest.mark.postgresql
