@@ -51,6 +51,7 @@ from testproject.payments.events import (
     Requested,
 )
 from tests.admin_urls import CUSTOM_TIMELINE_PAGE_SIZE
+from tests.bulk import bulk_create_events
 from tests.domain import Deposited, Opened
 
 if TYPE_CHECKING:
@@ -325,19 +326,16 @@ def bulk_logs(
         for n in range(count)
     ]
     Log.objects.bulk_create(logs, batch_size=BULK_BATCH)
-    Event.objects.bulk_create(
-        (
-            Event(
-                log_id=log.id,
-                index=index,
-                type=Deposited.type_name,
-                payload={"amount": index},
-                recorded_at=log.created_at + timedelta(seconds=index),
-            )
-            for log in logs
-            for index in range(events_per_log)
-        ),
-        batch_size=BULK_BATCH,
+    bulk_create_events(
+        Event(
+            log_id=log.id,
+            index=index,
+            type=Deposited.type_name,
+            payload={"amount": index},
+            recorded_at=log.created_at + timedelta(seconds=index),
+        )
+        for log in logs
+        for index in range(events_per_log)
     )
     return logs
 
@@ -347,18 +345,17 @@ def long_log(length: int, *, kind: str = "account", every: int = 0) -> uuid.UUID
     when ``every`` is set), deposits of 1 elsewhere."""
     log = Log.objects.create(id=uuid7(), kind=kind)
     start = timezone.now()
-    for first in range(0, length, BULK_BATCH):
-        Event.objects.bulk_create(
-            Event(
-                log_id=log.id,
-                index=index,
-                type=Opened.type_name if opened else Deposited.type_name,
-                payload={"owner": "carol"} if opened else {"amount": 1},
-                recorded_at=start + timedelta(microseconds=index),
-            )
-            for index in range(first, min(first + BULK_BATCH, length))
-            for opened in [index == 0 or (every > 0 and index % every == 0)]
+    bulk_create_events(
+        Event(
+            log_id=log.id,
+            index=index,
+            type=Opened.type_name if opened else Deposited.type_name,
+            payload={"owner": "carol"} if opened else {"amount": 1},
+            recorded_at=start + timedelta(microseconds=index),
         )
+        for index in range(length)
+        for opened in [index == 0 or (every > 0 and index % every == 0)]
+    )
     return log.id
 
 

@@ -33,6 +33,7 @@ from django_eventlog import (
     NeverCache,
     Reduction,
 )
+from tests.bulk import bulk_create_events
 from tests.domain import Deposited, Opened
 
 MiB = 1024 * 1024
@@ -41,7 +42,6 @@ PEAK_BOUND = 8 * MiB
 # Allowed growth of the peak from 10,000 to 100,000 events: 1.5x plus this.
 PEAK_SLACK = MiB // 4
 CHUNK_SIZE = 2000
-BULK_BATCH = 5000
 
 
 @dataclass
@@ -65,17 +65,16 @@ def make_log(length: int) -> uuid.UUID:
     """Create a log of ``length`` events: Opened, then deposits of 1."""
     state: LogState = Log.objects.create_log(Opened(owner="carol"), kind="account")
     recorded_at = timezone.now()
-    for start in range(1, length, BULK_BATCH):
-        Event.objects.bulk_create(
-            Event(
-                log_id=state.log_id,
-                index=index,
-                type=Deposited.type_name,
-                payload={"amount": 1},
-                recorded_at=recorded_at,
-            )
-            for index in range(start, min(start + BULK_BATCH, length))
+    bulk_create_events(
+        Event(
+            log_id=state.log_id,
+            index=index,
+            type=Deposited.type_name,
+            payload={"amount": 1},
+            recorded_at=recorded_at,
         )
+        for index in range(1, length)
+    )
     return state.log_id
 
 
