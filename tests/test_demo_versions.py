@@ -31,6 +31,7 @@ from testproject.payments.management.commands.seed_payments import store_as_v1
 from testproject.payments.models import PaymentSummary
 from tests.test_admin import log_url
 from tests.test_admin_versions import rows
+from tests.versions import stored_versions
 
 pytestmark = pytest.mark.django_db
 
@@ -191,12 +192,7 @@ def test_after_a_v1_capture_the_payment_takes_euros_only(client: Client) -> None
     response = capture(client, payment_id, "EUR")
     assert response.status_code == 201
     assert response.json()["payment"]["amount_captured"] == 400
-    assert [e.schema_version for e in Event.objects.filter(log_id=payment_id)] == [
-        None,
-        None,
-        None,
-        2,
-    ]
+    assert stored_versions(state.log_id) == [None, None, None, 2]
 
 
 def test_store_as_v1_writes_only_what_the_old_release_could() -> None:

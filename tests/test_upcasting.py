@@ -33,7 +33,7 @@ from django_eventlog import (
 from django_eventlog.models import Event
 from django_eventlog.testing import make_log
 from tests.conftest import stats_delta
-from tests.versions import release
+from tests.versions import release, stored_versions
 
 pytestmark = pytest.mark.django_db
 
@@ -59,14 +59,6 @@ def read(log_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:
     ]
     assert loaded == reduced == fed
     return loaded
-
-
-def stored_versions(log_id: uuid.UUID) -> list[int | None]:
-    return list(
-        Event.objects.filter(log_id=log_id)
-        .order_by("index")
-        .values_list("schema_version", flat=True)
-    )
 
 
 # What a write stores

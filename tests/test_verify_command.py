@@ -24,6 +24,7 @@ from django_eventlog import DomainEvent, LogState, upcaster
 from django_eventlog.management.commands import eventlog_verify
 from django_eventlog.models import Event, Log
 from tests.domain import Deposited, Opened
+from tests.versions import stored_versions
 
 pytestmark = pytest.mark.django_db
 
@@ -444,14 +445,6 @@ def register_upcasters(name: str, *steps: int) -> None:
         @upcaster(name, from_version=2)
         def add_carrier(data: dict[str, Any]) -> dict[str, Any]:
             return {**data, "carrier": "post"}
-
-
-def stored_versions(log_id: uuid.UUID) -> list[int | None]:
-    return list(
-        Event.objects.filter(log_id=log_id)
-        .order_by("index")
-        .values_list("schema_version", flat=True)
-    )
 
 
 def test_events_stored_at_every_version_decode_through_the_upcasters() -> None:

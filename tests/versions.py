@@ -8,9 +8,11 @@ stay as the earlier version wrote them.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django_eventlog import DomainEvent
+from django_eventlog.models import Event
 
 
 def release(
@@ -35,3 +37,12 @@ def release(
         **(defaults or {}),
     }
     return type("Release", (DomainEvent,), namespace)
+
+
+def stored_versions(log_id: uuid.UUID) -> list[int | None]:
+    """The schema version column of the log's events, by index (None: 1)."""
+    return list(
+        Event.objects.filter(log_id=log_id)
+        .order_by("index")
+        .values_list("schema_version", flat=True)
+    )
