@@ -57,10 +57,7 @@ class RecordDecoder:
     def __call__(self, log_id: uuid.UUID, row: Row) -> EventRecord:
         index, type_name, payload, recorded_at, key, *metadata, version = row
         stored = self.stored_type(type_name)
-        if version == stored.current:
-            event = stored.decode_exactly(type_name, payload, log_id, index)
-        else:
-            event = stored.upcast(type_name, version, payload, log_id, index)
+        event = stored.read(type_name, version, payload, log_id, index)
         return EventRecord(
             index,
             stored.name,
@@ -153,10 +150,7 @@ class FeedDecoder(RecordDecoder):
         ) = row
         log_id = db_log_id if isinstance(db_log_id, uuid.UUID) else uuid.UUID(db_log_id)
         stored = self.stored_type(type_name)
-        if version == stored.current:
-            event = stored.decode_exactly(type_name, payload, log_id, index)
-        else:
-            event = stored.upcast(type_name, version, payload, log_id, index)
+        event = stored.read(type_name, version, payload, log_id, index)
         return FeedRecord(
             index,
             stored.name,

@@ -145,6 +145,20 @@ class StoredType:
         self.current = None if cls.schema_version == 1 else cls.schema_version
         self.decode: Callable[[str | bytes], DomainEvent] = event_decoder(cls)
 
+    def read(
+        self,
+        stored_name: str,
+        version: int | None,
+        payload: str | bytes,
+        log_id: uuid.UUID | None = None,
+        index: int | None = None,
+    ) -> DomainEvent:
+        """Decode an event stored under ``stored_name`` at ``version`` (None:
+        1): straight at :attr:`current`, else through :meth:`upcast`."""
+        if version == self.current:
+            return self.decode_exactly(stored_name, payload, log_id, index)
+        return self.upcast(stored_name, version, payload, log_id, index)
+
     def upcast(
         self,
         stored_name: str,
@@ -252,10 +266,7 @@ def decode_stored(
     """Decode one stored event, as the loops of :mod:`~django_eventlog.records`
     do: ``UnknownEventType``, ``MissingUpcaster`` or ``EventDecodingError``
     when it cannot be read."""
-    stored = stored_type(type_name)
-    if version == stored.current:
-        return stored.decode_exactly(type_name, payload, log_id, index)
-    return stored.upcast(type_name, version, payload, log_id, index)
+    return stored_type(type_name).read(type_name, version, payload, log_id, index)
 
 
 on_registry_change(_types.clear)
