@@ -96,6 +96,13 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_eventlog.E013",
             )
         )
+    if not isinstance(setting("EVENTLOG_PREPARED_STATEMENTS"), bool):
+        errors.append(
+            Error(
+                "EVENTLOG_PREPARED_STATEMENTS must be True or False.",
+                id="django_eventlog.E024",
+            )
+        )
     prefix = setting("EVENTLOG_CACHE_KEY_PREFIX")
     if not (
         isinstance(prefix, str)

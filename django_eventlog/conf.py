@@ -67,6 +67,10 @@ DEFAULTS: dict[str, Any] = {
     # Seconds the feed's horizon may stand still, while events wait behind
     # it, before the runner logs a warning naming what holds it.
     "EVENTLOG_PROJECTION_HORIZON_WARNING": 60,
+    # PostgreSQL (psycopg 3): prepare the library's hot statements on each
+    # connection (django_eventlog.prepared). False behind a pooler that cannot
+    # keep prepared statements (PgBouncer before 1.21 in transaction mode).
+    "EVENTLOG_PREPARED_STATEMENTS": True,
     # The function (or its dotted path) EventContextMiddleware asks for the
     # actor of a request; None: "user:<pk>" of request.user, if signed in.
     "EVENTLOG_ACTOR": None,
@@ -131,6 +135,10 @@ class Settings:
     @property
     def EVENTLOG_CACHE_WRITE_BEHIND(self) -> bool:
         return self._get("EVENTLOG_CACHE_WRITE_BEHIND") is True
+
+    @property
+    def EVENTLOG_PREPARED_STATEMENTS(self) -> bool:
+        return self._get("EVENTLOG_PREPARED_STATEMENTS") is True
 
     @property
     def EVENTLOG_CACHE_KEY_PREFIX(self) -> str:

@@ -1,4 +1,6 @@
-"""Run the feed's SQL (:mod:`django_eventlog.sql.feed`) on a plain cursor.
+"""Run the feed's SQL (:mod:`django_eventlog.sql.feed`) on a plain cursor;
+the page, read on every poll, on the prepared one
+(:mod:`~django_eventlog.prepared`).
 
 Internal to the package: import the public API from ``django_eventlog``.
 """
@@ -13,6 +15,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .positions import Position
+from .prepared import prepared_cursor
 from .sql import FeedRow, feed_statements, statements
 
 __all__ = [
@@ -45,7 +48,7 @@ def page(
     feed = feed_statements(connection)
     query = feed.page(len(kinds), len(types))
     params = [*_position(connection, after), *kinds, *types, limit]
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         if feed.fast_loads:
             _load_fast(cursor.cursor)
         cursor.execute(query, params)
@@ -56,7 +59,8 @@ def _load_fast(cursor: Any) -> None:
     """Set up the psycopg 3 cursor under Django's wrapper, for its own
     queries only, to load a page's rows in C: timestamptz with psycopg's own
     loader (Django's parses in Python), and, when it binds server-side
-    (``OPTIONS["server_side_binding"]``), rows in the binary format, which
+    (the prepared cursor does, and Django's own with
+    ``OPTIONS["server_side_binding"]``), rows in the binary format, which
     the server also writes faster. A client-side binding cursor returns
     text only."""
     from psycopg import ClientCursor, pq

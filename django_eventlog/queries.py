@@ -1,10 +1,11 @@
-"""Run the SQL of :mod:`django_eventlog.sql`: write events, read and stream rows.
+"""Run the read SQL of :mod:`django_eventlog.sql`: read and stream rows.
 
 Everything that reads events (``load``, ``reduce``, the admin timeline and
 ``eventlog_verify``) gets its rows from the functions below, as
 :data:`~django_eventlog.sql.Row` tuples, and decodes them with
 :mod:`django_eventlog.records`; everything that writes them goes through
-:func:`insert_log` and :func:`insert_events`.
+:mod:`django_eventlog.inserts`. The hot reads (a page, a log's state) run on
+the prepared cursor of :mod:`~django_eventlog.prepared`.
 
 Internal to the package: import the public API from ``django_eventlog``.
 """
@@ -12,28 +13,25 @@ Internal to the package: import the public API from ``django_eventlog``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Generator, Iterable, Sequence
-from contextlib import nullcontext
-from datetime import datetime
+from collections.abc import AsyncIterator, Generator, Iterable
 from itertools import islice
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
-from django.db import IntegrityError, connections, transaction
+from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from .event_context import encode_extra
-from .event_metadata import NO_METADATA, EventMetadata
-from .sql import EncodedEvent, Row, db_uuid, refused_as_gap, statements
+from .prepared import prepared_cursor
+from .sql import Row, catalog_statements, db_uuid, statements
 from .validation import INDEX_MAX
 
 __all__ = [
     "achunks",
     "event_exists",
-    "insert_events",
-    "insert_log",
     "key_use",
+    "kind_last_index",
     "kind_page",
+    "last_index",
     "log_kinds",
     "page_rows",
     "previous_page_start",
@@ -42,110 +40,6 @@ __all__ = [
     "stream_rows",
     "triggers",
 ]
-
-# Writing
-
-
-def _event_params(
-    connection: BaseDatabaseWrapper,
-    log_id: uuid.UUID,
-    index: int,
-    events: Sequence[EncodedEvent],
-    recorded_at: datetime,
-    key: str | None,
-    metadata: EventMetadata,
-) -> list[Any]:
-    """The parameters of ``events`` (type, payload, schema version) from
-    ``index`` on; the key goes on the first, which names the batch; the
-    metadata, if any, on each."""
-    db_log_id = db_uuid(log_id, connection)
-    db_recorded_at = connection.ops.adapt_datetimefield_value(recorded_at)
-    shared: list[Any] = []
-    if metadata:
-        extra = encode_extra(metadata.extra)
-        shared = [
-            metadata.actor,
-            metadata.correlation_id,
-            metadata.causation_id,
-            None if extra is None else extra.decode(),
-        ]
-    params: list[Any] = []
-    for offset, (type_name, payload, version) in enumerate(events):
-        params += [
-            db_log_id,
-            index + offset,
-            type_name,
-            payload,
-            db_recorded_at,
-            key if offset == 0 else None,
-            version,
-            *shared,
-        ]
-    return params
-
-
-def _savepoint(connection: BaseDatabaseWrapper) -> Any:
-    # Inside the caller's transaction a savepoint keeps it usable if the
-    # statement fails; in autocommit a single statement is atomic by itself.
-    if connection.in_atomic_block:
-        return transaction.atomic(using=connection.alias)
-    return nullcontext()
-
-
-def insert_log(
-    using: str,
-    log_id: uuid.UUID,
-    kind: str,
-    events: Sequence[EncodedEvent],
-    now: datetime,
-    key: str | None,
-    metadata: EventMetadata = NO_METADATA,
-) -> None:
-    """Insert a log and its ``events`` (type, payload) from index 0, together
-    or not at all."""
-    connection = connections[using]
-    sql = statements(connection)
-    log_params = [
-        db_uuid(log_id, connection),
-        kind,
-        connection.ops.adapt_datetimefield_value(now),
-    ]
-    event_params = _event_params(connection, log_id, 0, events, now, key, metadata)
-    create_log = sql.create_log_with(len(events), bool(metadata))
-    if create_log is None:
-        with transaction.atomic(using=using), connection.cursor() as cursor:
-            cursor.execute(sql.insert_log, log_params)
-            cursor.execute(sql.insert_events(len(events), bool(metadata)), event_params)
-        return
-    # One statement, atomic by itself: no BEGIN and COMMIT round trips.
-    with _savepoint(connection), connection.cursor() as cursor:
-        cursor.execute(create_log, log_params + event_params)
-
-
-def insert_events(
-    using: str,
-    log_id: uuid.UUID,
-    index: int,
-    events: Sequence[EncodedEvent],
-    now: datetime,
-    key: str | None,
-    metadata: EventMetadata = NO_METADATA,
-) -> bool:
-    """Insert ``events`` (type, payload) from ``index`` on, in one statement;
-    False when the database refuses them because the event before the first
-    (at index 0: the log) does not exist."""
-    connection = connections[using]
-    query = statements(connection).insert_events(len(events), bool(metadata))
-    params = _event_params(connection, log_id, index, events, now, key, metadata)
-    try:
-        with _savepoint(connection), connection.cursor() as cursor:
-            cursor.execute(query, params)
-    except IntegrityError as e:
-        # The no-gap trigger: a state ahead of the log, or a missing log.
-        if refused_as_gap(e):
-            return False
-        raise
-    return True
 
 
 def key_use(
@@ -174,6 +68,31 @@ def event_exists(using: str, log_id: uuid.UUID, index: int) -> bool:
             [db_uuid(log_id, connection), index],
         )
         return cursor.fetchone() is not None
+
+
+def last_index(using: str, log_id: uuid.UUID) -> int | None:
+    """The index of the log's last event; None when it has none, or there is
+    no such log (one index probe)."""
+    connection = connections[using]
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(
+            statements(connection).select_last_index, [db_uuid(log_id, connection)]
+        )
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def kind_last_index(using: str, log_id: uuid.UUID) -> tuple[str, int | None] | None:
+    """The log's kind and the index of its last event (None: no event);
+    None for no such log."""
+    connection = connections[using]
+    with prepared_cursor(connection) as cursor:
+        cursor.execute(
+            statements(connection).select_kind_last_index,
+            [db_uuid(log_id, connection)],
+        )
+        row = cursor.fetchone()
+    return None if row is None else (row[0], None if row[1] is None else int(row[1]))
 
 
 # Reading
@@ -209,7 +128,7 @@ def page_rows(
             params.append(type_name)
     # No event lies past INDEX_MAX, and SQLite refuses integers past 2**63.
     params.extend([min(start, INDEX_MAX if descending else INDEX_MAX + 1), limit])
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(query, params)
         return cast("list[Row]", cursor.fetchall())
 
@@ -221,7 +140,7 @@ def kind_page(
     index ``start`` on, in one round trip."""
     connection = connections[using]
     params = [min(start, INDEX_MAX + 1), db_uuid(log_id, connection), limit]
-    with connection.cursor() as cursor:
+    with prepared_cursor(connection) as cursor:
         cursor.execute(statements(connection).select_kind_page, params)
         rows = cursor.fetchall()
     if not rows:
@@ -318,7 +237,7 @@ def log_kinds(using: str, limit: int) -> list[str]:
     """Up to ``limit`` distinct kinds of logs, in order, one index probe each."""
     connection = connections[using]
     with connection.cursor() as cursor:
-        cursor.execute(statements(connection).select_kinds, [limit])
+        cursor.execute(catalog_statements(connection).select_kinds, [limit])
         return [row[0] for row in cursor.fetchall()]
 
 
@@ -326,7 +245,7 @@ def triggers(using: str) -> dict[str, bool] | None:
     """The triggers on the logs and events tables by name, each with whether it
     is enabled; None on a database where the library installs none."""
     connection = connections[using]
-    sql = statements(connection)
+    sql = catalog_statements(connection)
     if sql.select_triggers is None:
         return None
     with connection.cursor() as cursor:
@@ -338,7 +257,7 @@ def stored_types(using: str, chunk_size: int) -> Generator[str]:
     """Every distinct stored event type name, in order, one index probe each,
     ``chunk_size`` names at a time."""
     connection = connections[using]
-    query = statements(connection).select_types
+    query = catalog_statements(connection).select_types
     for (type_name,) in _cursor_rows(connection, query, [], chunk_size):
         yield type_name
 

@@ -23,7 +23,7 @@ from django.db import connections, models, router
 from django.utils import timezone
 
 from . import caching, queries
-from .aggregates import Aggregate, EventRecord, Reduction
+from .aggregates import Aggregate, EventRecord, LogState, Reduction
 from .conf import conf
 from .exceptions import InvalidArgument, LogNotFound
 from .records import decode_rows
@@ -125,6 +125,35 @@ class LogReads(models.Manager[M]):
             raise LogNotFound(log_id)
         return records
 
+    def state(self, log_id: uuid.UUID | str, *, kind: str | None = None) -> LogState:
+        """Return the log's current ``LogState``: its id and the index the
+        next event takes.
+
+        For a writer that needs no aggregate: an ``If-Match`` check against
+        the state a client last saw, or a blind append (an event no rule
+        depends on, such as a note or a credit) that retries a
+        ``ConcurrentAppend`` with the new state instead of reducing again.
+        Reads the database writes go to, in one index probe (with ``kind``,
+        two, in one statement). The state can be behind by the time it is
+        used: an ``append`` with it is still checked by the database.
+
+        Raises ``LogNotFound`` for no such log, and with ``kind`` for a log
+        of another kind.
+        """
+        log_id = parse_log_id(log_id)
+        using = self._write_db()
+        if kind is None:
+            last = queries.last_index(using, log_id)
+            if last is not None:
+                return LogState(log_id, last + 1)
+        else:
+            kind = check_text("kind", kind, KIND_MAX_LENGTH)
+        # No event (a log made outside create_log) or no log; or a kind to check.
+        found = queries.kind_last_index(using, log_id)
+        if found is None or (kind is not None and found[0] != kind):
+            raise LogNotFound(log_id)
+        return LogState(log_id, 0 if found[1] is None else found[1] + 1)
+
     async def areduce(
         self,
         log_id: uuid.UUID | str,
@@ -170,6 +199,12 @@ class LogReads(models.Manager[M]):
         return await sync_to_async(self.load)(
             log_id, start=start, limit=limit, kind=kind
         )
+
+    async def astate(
+        self, log_id: uuid.UUID | str, *, kind: str | None = None
+    ) -> LogState:
+        """Async :meth:`state`."""
+        return await sync_to_async(self.state)(log_id, kind=kind)
 
     def _reduce_before(
         self,

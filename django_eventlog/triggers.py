@@ -72,7 +72,7 @@ def flushing(connection: BaseDatabaseWrapper) -> Iterator[None]:
     it in this. The block runs in a transaction.
     """
     with transaction.atomic(using=connection.alias):
-        statement = sql.statements(connection).allow_flush
+        statement = sql.catalog_statements(connection).allow_flush
         if statement is not None:
             with connection.cursor() as cursor:
                 cursor.execute(statement)

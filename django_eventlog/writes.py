@@ -19,7 +19,7 @@ from asgiref.sync import sync_to_async
 from django.db import IntegrityError, models
 from django.utils import timezone
 
-from . import idempotency, queries, sql
+from . import idempotency, inserts, queries, sql
 from .aggregates import LogState
 from .conf import conf
 from .event_context import metadata_for_write
@@ -86,7 +86,7 @@ class LogWrites(LogReads[M]):
         meta = metadata_for_write(metadata)
         using = self._write_db()
         try:
-            queries.insert_log(using, log_id, kind, encoded, timezone.now(), key, meta)
+            inserts.insert_log(using, log_id, kind, encoded, timezone.now(), key, meta)
         except IntegrityError as e:
             write = idempotency.Create(kind, explicit)
             raise self._explain(using, e, log_id, None, batch, key, write) from e
@@ -135,7 +135,7 @@ class LogWrites(LogReads[M]):
         meta = metadata_for_write(metadata)
         using = self._write_db()
         try:
-            inserted = queries.insert_events(
+            inserted = inserts.insert_events(
                 using, log_id, index, encoded, timezone.now(), key, meta
             )
         except IntegrityError as e:

@@ -23,7 +23,7 @@ from django.utils import timezone
 from django_eventlog import Aggregate, EventRecord, queries
 from django_eventlog.admin import KindListFilter, LogAdmin
 from django_eventlog.models import Event, Log, uuid7
-from django_eventlog.sql import statements
+from django_eventlog.sql import catalog_statements
 from django_eventlog.timeline import payload_chars, render_json, render_payload
 from tests.domain import Deposited
 from tests.test_admin import (
@@ -114,7 +114,8 @@ def test_the_kind_filter_probes_the_kind_index() -> None:
             explain = "EXPLAIN ANALYZE"
         else:
             explain = "EXPLAIN QUERY PLAN"
-        cursor.execute(f"{explain} {statements(connection).select_kinds}", [100])
+        kinds = catalog_statements(connection).select_kinds
+        cursor.execute(f"{explain} {kinds}", [100])
         plan = "\n".join(" ".join(map(str, row)) for row in cursor.fetchall())
     # Every read of the logs goes through the kind index: no scan of the table.
     # Two probes: the first kind, then the next after each.

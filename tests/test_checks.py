@@ -34,7 +34,7 @@ from django_eventlog.checks import (
     check_stored_types,
 )
 from django_eventlog.models import Event, Log
-from django_eventlog.sql import statements
+from django_eventlog.sql import catalog_statements
 from testproject.payments.events import Payment
 from tests.domain import Account, open_account
 from tests.test_admin import Tally
@@ -742,7 +742,7 @@ def test_w002_reads_the_type_names_by_the_type_index() -> None:
             explain = "EXPLAIN ANALYZE"
         else:
             explain = "EXPLAIN QUERY PLAN"
-        cursor.execute(f"{explain} {statements(connection).select_types}")
+        cursor.execute(f"{explain} {catalog_statements(connection).select_types}")
         plan = "\n".join(" ".join(map(str, row)) for row in cursor.fetchall())
     # The first type, then the next after each: two probes, no table scan.
     assert plan.count("django_eventlog_type_log_idx") == 2, plan

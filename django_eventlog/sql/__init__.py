@@ -2,6 +2,8 @@
 
 - :mod:`~django_eventlog.sql.events`: writing events and reading one log's
   (:class:`Statements`, built once per database alias).
+- :mod:`~django_eventlog.sql.catalog`: the store as a whole: the kinds and
+  type names stored, the triggers installed (:class:`CatalogStatements`).
 - :mod:`~django_eventlog.sql.feed`: the global feed across logs and what
   holds it back (:class:`FeedStatements`).
 - :mod:`~django_eventlog.sql.checkpoints`: a projection's checkpoint, read
@@ -15,6 +17,7 @@
 package: import the public API from ``django_eventlog``.
 """
 
+from .catalog import CatalogStatements, catalog_statements
 from .checkpoints import CheckpointStatements, checkpoint_statements
 from .events import (
     LOG_INDEX_CONSTRAINT,
@@ -37,12 +40,14 @@ __all__ = [
     "NO_GAP",
     "TRY_LOCK",
     "UNLOCK",
+    "CatalogStatements",
     "CheckpointStatements",
     "EncodedEvent",
     "FeedRow",
     "FeedStatements",
     "Row",
     "Statements",
+    "catalog_statements",
     "checkpoint_statements",
     "db_uuid",
     "feed_statements",

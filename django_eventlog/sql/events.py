@@ -93,8 +93,6 @@ class Statements:
         self.log_table = log_table = qn(log_model._meta.db_table)
         self.log_id_col, self.log_kind_col = qn("id"), qn("kind")
         self.event_table = event_table = qn(event_model._meta.db_table)
-        #: The two tables' names, unquoted: events, logs.
-        self.table_names = (event_model._meta.db_table, log_model._meta.db_table)
 
         def bare(name: str) -> str:
             field = cast("models.Field[Any, Any]", event_model._meta.get_field(name))
@@ -201,48 +199,20 @@ class Statements:
             f"SELECT 1 FROM {event_table} "
             f"WHERE {bare('log')} = %s AND {bare('index')} = %s"
         )
-
-        # The admin's kind filter: a loose index scan of the kind index, one
-        # probe per distinct kind, where SELECT DISTINCT reads every log.
-        # Parameter: the most kinds to list.
-        kind = self.log_kind_col
-        self.select_kinds = (
-            "WITH RECURSIVE kinds(k) AS ("
-            f"SELECT MIN({kind}) FROM {log_table} UNION ALL "
-            f"SELECT (SELECT MIN({kind}) FROM {log_table} WHERE {kind} > kinds.k) "
-            "FROM kinds WHERE kinds.k IS NOT NULL"
-            ") SELECT k FROM kinds WHERE k IS NOT NULL LIMIT %s"
+        # A log's state (Log.objects.state): its last index, one probe of
+        # UNIQUE (log, index) read backwards. Parameter: log id. No row: no
+        # event (or no log).
+        self.select_last_index = (
+            f"SELECT {index} FROM {event_table} WHERE {log} = %s "
+            f"ORDER BY {index} DESC LIMIT 1"
         )
-        # The stored type names (the deploy check W002): the same loose scan,
-        # of the (type, log, index) index. No parameters; read it streamed.
-        self.select_types = (
-            "WITH RECURSIVE types(t) AS ("
-            f"SELECT MIN({type_}) FROM {event_table} UNION ALL "
-            f"SELECT (SELECT MIN({type_}) FROM {event_table} WHERE {type_} > types.t) "
-            "FROM types WHERE types.t IS NOT NULL"
-            ") SELECT t FROM types WHERE t IS NOT NULL"
+        # The log's kind and last index (NULL: no event); no row: no such
+        # log. Parameter: log id.
+        self.select_kind_last_index = (
+            f"SELECT {log_table}.{self.log_kind_col}, (SELECT MAX({index}) "
+            f"FROM {event_table} WHERE {log} = {log_table}.{self.log_id_col}) "
+            f"FROM {log_table} WHERE {log_table}.{self.log_id_col} = %s"
         )
-        #: The triggers on the two tables, by name, and whether each fires
-        #: (eventlog_verify). Parameters: the tables' names. None: no
-        #: triggers are installed on this database.
-        self.select_triggers: str | None = None
-        #: What lets this connection empty the tables while the test helpers
-        #: flush (see :mod:`django_eventlog.triggers`); None: nothing to run.
-        self.allow_flush: str | None = None
-        if postgresql:
-            self.select_triggers = (
-                "SELECT tgname, tgenabled <> 'D' FROM pg_trigger "
-                "WHERE tgrelid IN (to_regclass(%s), to_regclass(%s)) "
-                "AND NOT tgisinternal"
-            )
-            self.allow_flush = (
-                "SELECT set_config('django_eventlog.flushing', 'on', true)"
-            )
-        elif connection.vendor == "sqlite":
-            self.select_triggers = (
-                "SELECT name, 1 FROM sqlite_master "
-                "WHERE type = 'trigger' AND tbl_name IN (%s, %s)"
-            )
 
     @functools.cache  # noqa: B019 (one instance per alias, kept for good)
     def insert_events(self, count: int, metadata: bool) -> str:

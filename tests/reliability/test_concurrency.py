@@ -441,3 +441,46 @@ def test_transact_writers_with_one_attempt_win_or_get_concurrent_append() -> Non
     assert done
     assert sorted(d.first_index for d in done) == list(range(1, 1 + len(done)))
     assert stored_indices(log_id) == list(range(1 + len(done)))
+
+
+def test_blind_writers_retrying_with_state_all_get_their_appends_in() -> None:
+    # Log.objects.state instead of a reduce: the retry of an append no rule
+    # depends on. Its state may be stale by the time the append runs; the
+    # database still refuses the taken index, so nothing is lost or doubled.
+    log_id = open_account().log_id
+
+    def work(worker: int, barrier: threading.Barrier) -> tuple[list[int], int]:
+        won: list[int] = []
+        conflicts = 0
+        state = Log.objects.state(log_id)
+        barrier.wait()
+        for _ in range(MAX_ATTEMPTS_PER_WORKER):
+            if len(won) == SUCCESSES_PER_WORKER:
+                break
+            try:
+                after = Log.objects.append(state, Deposited(amount=worker + 1))
+            except ConcurrentAppend:
+                conflicts += 1
+                state = Log.objects.state(log_id)
+            else:
+                won.append(state.next_index)
+                state = after
+        return won, conflicts
+
+    results = run_threads(WORKERS, work)
+
+    total = WORKERS * SUCCESSES_PER_WORKER
+    won_indices: list[int] = []
+    conflicts = 0
+    for result in results:
+        assert isinstance(result, tuple), repr(result)
+        won, retried = result
+        assert len(won) == SUCCESSES_PER_WORKER
+        won_indices.extend(won)
+        conflicts += retried
+    assert conflicts  # the writers did collide: the retry path ran
+    assert sorted(won_indices) == list(range(1, 1 + total))
+    assert stored_indices(log_id) == list(range(1 + total))
+    assert Log.objects.state(log_id) == LogState(log_id, 1 + total)
+    balance = Log.objects.reduce(log_id, Account).aggregate.balance
+    assert balance == SUCCESSES_PER_WORKER * sum(w + 1 for w in range(WORKERS))
