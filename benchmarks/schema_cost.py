@@ -39,7 +39,7 @@ gives medians, of each round's ratio and step cost where it compares rows.
 Run ``make bench`` (PostgreSQL with default durability), or with a server's
 PG* variables set::
 
-    python benchmarks/schema_cost.py          # ~10 minutes on 2 CPUs
+    python benchmarks/schema_cost.py          # ~5 minutes on 2 CPUs
     python benchmarks/schema_cost.py --quick  # seconds, for CI
 """
 
