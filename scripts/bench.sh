@@ -47,6 +47,7 @@ for arg in "$@"; do
 done
 "$VENV/bin/python" benchmarks/feed_write_cost.py "${QUICK[@]}"
 "$VENV/bin/python" benchmarks/metadata_cost.py "${QUICK[@]}"
+"$VENV/bin/python" benchmarks/schema_cost.py "${QUICK[@]}"
 # Compares with the library before schema versions, from git history.
 EVENTLOG_DB=postgresql "$VENV/bin/python" benchmarks/schema_versions.py "${QUICK[@]}"
 EVENTLOG_DB=sqlite "$VENV/bin/python" benchmarks/schema_versions.py "${QUICK[@]}"
