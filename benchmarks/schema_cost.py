@@ -15,15 +15,15 @@ log_id, index)`` index; 8. the BRIN index on ``recorded_at``; 9. the metadata
 and version columns (NULL) and the partial correlation index; 10. the
 triggers of migrations 0002 and 0005, among them the no-gap guard; 11. the
 feed (migration 0007: the ``txid`` column, its trigger function, the ``(txid,
-id)`` index), which is today's shape; 12. today's shape without the foreign
-key.
+id)`` index), the shape before issue 19; 12. that shape without the foreign
+key, which migration 0011 dropped: today's shape.
 
 The tables are named as the library's, in a schema of their own, dropped and
 made again before every measurement (so each starts from empty tables), and
 the migrations' statements for triggers and the feed run verbatim. Before
-timing, the run checks variant 11 against the tables the real migrations
+timing, the run checks variant 12 against the tables the real migrations
 made in the same database (columns, constraints, indexes, triggers and their
-functions) and 12 against 11 less the foreign key, and that each variant's
+functions) and 11 against 12 and the foreign key, and that each variant's
 guards refuse what they should. Columns keep Django's types and order in
 every variant (``"index" integer``, NOT NULL, no default: every ``INSERT``
 names ``recorded_at``): the minimal store's row is as wide as the issue's
@@ -33,7 +33,11 @@ element.
 Writes: raw psycopg, one prepared ``INSERT`` per event, autocommit, no ORM
 (``_schema_cost_worker.py``). A: ``--logs`` logs x 10 events from this
 process (with this process's CPU per event); B: the same split between 4
-spawned processes started together. Each round runs every variant once, the
+spawned processes started together; T: A's writes again, all in one
+transaction, so no commit waits for the disk: the µs per event that remain
+are what the element costs the server and the client, with far less noise
+than A and B, whose commits wait for the WAL to reach the disk. Each round
+runs every variant once, the
 order rotated each round, a CHECKPOINT before each measurement; the table
 gives medians, of each round's ratio and step cost where it compares rows.
 Run ``make bench`` (PostgreSQL with default durability), or with a server's
@@ -95,13 +99,13 @@ ELEMENTS = (
     ("brin", "+ BRIN recorded_at"),
     ("metadata", "+ metadata, version"),
     ("guard", "+ no-gap guard (0002, 0005)"),
-    ("feed", "+ feed (0007) = today"),
+    ("feed", "+ feed (0007): before 0011"),
 )
 VARIANTS: list[tuple[str, frozenset[str]]] = [("minimal", frozenset())]
 for _element, _label in ELEMENTS:
     VARIANTS.append((_label, VARIANTS[-1][1] | {_element}))
 FULL = VARIANTS[-1][1]
-VARIANTS.append(("today - foreign key", FULL - {"fk"}))
+VARIANTS.append(("- foreign key (0011): today", FULL - {"fk"}))
 
 
 def dsn(params: dict[str, Any], schema: str = SCHEMA) -> str:
@@ -149,18 +153,19 @@ def shape(params: dict[str, Any], schema: str) -> set[tuple[str, str, str]]:
 
 
 def check_shape(params: dict[str, Any], admin: psycopg.Connection[Any]) -> None:
-    """Variant 11 is what the migrations made; 12 is 11 less the foreign key."""
+    """Variant 12 is what the migrations made; 11 is 12 and the foreign key
+    migration 0011 dropped."""
     migrated = shape(params, "public")
-    build(admin, FULL)
-    full = shape(params, SCHEMA)
-    if full != migrated:
+    build(admin, VARIANTS[-1][1])
+    today = shape(params, SCHEMA)
+    if today != migrated:
         raise SystemExit(
             "today's shape differs from the migrated tables:\n  only here: "
-            f"{sorted(full - migrated)}\n  only migrated: {sorted(migrated - full)}"
+            f"{sorted(today - migrated)}\n  only migrated: {sorted(migrated - today)}"
         )
-    build(admin, VARIANTS[-1][1])
-    if shape(params, SCHEMA) != {c for c in full if c[:2] != ("constraint", FK)}:
-        raise SystemExit("variant 12 is not today's shape less the foreign key")
+    build(admin, FULL)
+    if {c for c in shape(params, SCHEMA) if c[:2] != ("constraint", FK)} != today:
+        raise SystemExit("variant 11 is not today's shape and the foreign key")
 
 
 def check_events(conn: psycopg.Connection[Any], logs: int, has_logs: bool) -> None:
@@ -237,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a: list[list[float]] = [[] for _ in VARIANTS]
     b: list[list[float]] = [[] for _ in VARIANTS]
     cpu: list[list[float]] = [[] for _ in VARIANTS]
+    # T: µs per event with A's writes in one transaction (no commit each).
+    t: list[list[float]] = [[] for _ in VARIANTS]
     with throwaway_database():
         params = server()
         database = postgresql_line()
@@ -260,6 +267,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                         a[n].append(events / wall)
                         check_events(conn, args.logs, w.logs)
                     build(admin, elements)
+                    with connect(target) as conn:
+                        start = time.perf_counter()
+                        with conn.transaction():
+                            events = write_logs(conn, w, args.logs)
+                        t[n].append((time.perf_counter() - start) * 1e6 / events)
+                        check_events(conn, args.logs, w.logs)
+                    build(admin, elements)
                     wall, events = in_workers(target, w, args.logs // WORKERS)
                     b[n].append(events / wall)
                     with connect(target) as conn:
@@ -279,7 +293,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "empty tables and a CHECKPOINT before each measurement; medians "
         "(of each round's ratio and step)",
         "# step: µs each event pays for the row's element (the row before: 12 "
-        "compares with 11); CPU: A's client process",
+        "compares with 11); CPU: A's client process; T: A's writes in one "
+        "transaction",
     ]
 
     def per_round(rates: list[list[float]], n: int, of: int, step: bool) -> float:
@@ -289,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
 
     rows = [["variant", "A ev/s", "vs min", "step µs", "CPU µs"]]
-    rows[0] += ["B ev/s", "vs min", "step µs"]
+    rows[0] += ["B ev/s", "vs min", "step µs", "T µs/ev", "step µs"]
     for n, (name, _) in enumerate(VARIANTS):
         row = [f"{n:2} {name}"]
         for rates, extra in ((a, cpu), (b, None)):
@@ -298,6 +313,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             row.append("-" if n == 0 else f"{per_round(rates, n, n - 1, True):+.1f}")
             if extra is not None:
                 row.append(f"{statistics.median(extra[n]):.1f}")
+        row.append(f"{statistics.median(t[n]):.1f}")
+        steps = (x - y for x, y in zip(t[n], t[n - 1], strict=True))
+        row.append("-" if n == 0 else f"{statistics.median(steps):+.1f}")
         rows.append(row)
     lines.append(table(rows))
     full, bare = len(VARIANTS) - 2, len(VARIANTS) - 1
@@ -309,6 +327,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "without the foreign key / full shape: "
         f"A {per_round(a, bare, full, False):.2f}x, "
         f"B {per_round(b, bare, full, False):.2f}x"
+    )
+    lines.append(
+        f"today / minimal: A {per_round(a, bare, 0, False):.2f}x, "
+        f"B {per_round(b, bare, 0, False):.2f}x, T "
+        f"{statistics.median(x / y for x, y in zip(t[bare], t[0], strict=True)):.2f}x"
+        " the µs per event"
     )
     text = "\n".join(lines)
     print(text)
