@@ -48,7 +48,7 @@ def page(
     feed = feed_statements(connection)
     query = feed.page(len(kinds), len(types))
     params = [*_position(connection, after), *kinds, *types, limit]
-    with prepared_cursor(connection) as cursor:
+    with prepared_cursor(connection, binary=feed.fast_loads) as cursor:
         if feed.fast_loads:
             _load_fast(cursor.cursor)
         cursor.execute(query, params)

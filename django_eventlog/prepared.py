@@ -46,14 +46,24 @@ from .conf import conf
 __all__ = ["prepared_cursor"]
 
 
+#: Where a connection keeps its cursors: {binary: (psycopg connection, cursor)}.
+_CURSORS = "_django_eventlog_cursors"
+
+
 @async_unsafe
 def prepared_cursor(
-    connection: BaseDatabaseWrapper, *, prepare: bool = True
+    connection: BaseDatabaseWrapper, *, prepare: bool = True, binary: bool = False
 ) -> CursorWrapper:
     """A cursor of ``connection`` that binds on the server and prepares what
     it runs (unless ``prepare`` is False, for statements of many shapes such
     as batches, or ``EVENTLOG_PREPARED_STATEMENTS`` is False); Django's own
-    cursor where that does not apply (see the module's docstring)."""
+    cursor where that does not apply (see the module's docstring).
+
+    The psycopg cursor under it is made once per connection and kept (its
+    ``close()`` keeps it open): making one, and checking its time zone, cost
+    more than an append's own Python. ``binary``: the one kept for a caller
+    that reads rows in the binary format (the feed), so the other keeps text.
+    """
     cursor_class = _bound_cursor_class()
     if (
         connection.vendor != "postgresql"
@@ -71,17 +81,28 @@ def prepared_cursor(
     raw = connection.connection
     if not isinstance(raw, cursor_class.connection_class):  # psycopg 2's
         return connection.cursor()
+    kept: dict[bool, tuple[Any, Any]] = connection.__dict__.setdefault(_CURSORS, {})
+    found = kept.get(binary)
+    if (
+        found is not None
+        and found[0] is raw
+        and found[1].timezone == connection.timezone
+    ):
+        cursor = found[1]
+    else:
+        with connection.wrap_database_errors:
+            cursor = cursor_class(raw)
+            _use_connection_timezone(connection, cursor)
+        kept[binary] = (raw, cursor)
     prepare = prepare and conf.EVENTLOG_PREPARED_STATEMENTS
-    with connection.wrap_database_errors:
-        if prepare and raw.prepare_threshold is None:
-            # Django turns psycopg's preparing off for the whole connection
-            # (None) unless the project sets a threshold. Its own cursors bind
-            # client-side and never prepare whatever the threshold: the
-            # largest one lets this cursor's explicit prepare=True through
-            # and prepares nothing else.
-            raw.prepare_threshold = sys.maxsize
-        cursor = cursor_class(raw, prepare)
-        _use_connection_timezone(connection, cursor)
+    if prepare and raw.prepare_threshold is None:
+        # Django turns psycopg's preparing off for the whole connection
+        # (None) unless the project sets a threshold. Its own cursors bind
+        # client-side and never prepare whatever the threshold: the largest
+        # one lets this cursor's explicit prepare=True through and prepares
+        # nothing else.
+        raw.prepare_threshold = sys.maxsize
+    cursor.eventlog_prepare = prepare
     connection.validate_thread_sharing()
     return connection.make_cursor(cursor)
 
@@ -96,6 +117,7 @@ def _use_connection_timezone(connection: BaseDatabaseWrapper, cursor: Any) -> No
     loader = cursor.adapters.get_loader(oid, Format.TEXT)
     if getattr(loader, "timezone", None) != connection.timezone:
         register_tzloader(connection.timezone, cursor)
+    cursor.timezone = connection.timezone
 
 
 @functools.cache
@@ -110,9 +132,12 @@ def _bound_cursor_class() -> Any:
     class BoundCursor(psycopg.Cursor[Any]):
         connection_class = psycopg.Connection
 
-        def __init__(self, connection: psycopg.Connection[Any], prepare: bool) -> None:
+        def __init__(self, connection: psycopg.Connection[Any]) -> None:
             super().__init__(connection)
-            self.eventlog_prepare = prepare
+            #: Whether execute() prepares (set by each prepared_cursor()).
+            self.eventlog_prepare = True
+            #: The time zone its timestamptz loader uses.
+            self.timezone: Any = None
 
         def execute(
             self,
@@ -125,5 +150,10 @@ def _bound_cursor_class() -> Any:
             if prepare is None:
                 prepare = self.eventlog_prepare
             return super().execute(query, params, prepare=prepare, binary=binary)
+
+        def close(self) -> None:
+            """Kept open for the next statement (Django's wrapper closes
+            its cursor at the end of each ``with``): it goes with its
+            connection. The last result stays until the next execute()."""
 
     return BoundCursor

@@ -173,3 +173,27 @@ def test_a_new_connection_prepares_again() -> None:
     connection.close()
     state = Log.objects.append(state, Deposited(2))
     assert Log.objects.state(state.log_id) == LogState(state.log_id, 3)
+
+
+@pytest.mark.parametrize("options", [{}], indirect=True)
+def test_a_connection_keeps_its_cursor_until_it_reconnects(
+    options: BaseDatabaseWrapper,
+) -> None:
+    with prepared_cursor(connection) as first:
+        kept = first.cursor
+    with prepared_cursor(connection, prepare=False) as second:
+        assert second.cursor is kept  # Django's wrapper closed it: still open
+        second.execute("SELECT 1")
+        assert second.fetchone() == (1,)
+    with prepared_cursor(connection, binary=True) as feed:
+        assert feed.cursor is not kept  # the binary one is apart
+    # The database's TIME_ZONE changed (Django forgets its cached time zone
+    # on such a change): a cursor that loads in the new one.
+    options.settings_dict["TIME_ZONE"] = "America/New_York"
+    del options.timezone
+    with prepared_cursor(connection) as zoned:
+        assert zoned.cursor is not kept
+        assert str(zoned.cursor.timezone) == "America/New_York"
+    connection.close()
+    with prepared_cursor(connection) as after:
+        assert after.cursor is not kept
