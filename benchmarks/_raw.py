@@ -3,9 +3,10 @@
 ``raw_log`` and ``raw_event`` are copies of ``django_eventlog_log`` and
 ``django_eventlog_event`` made with ``CREATE TABLE ... (LIKE ... INCLUDING
 ALL)``: the same columns, defaults, identity, CHECK and UNIQUE constraints and
-indexes, plus the foreign key. Nothing else is on the path: no ORM, no
-validation, no round-trip check of the JSON, no trigger (the feed's ``txid``
-is the writing transaction's id, given in the ``INSERT``).
+indexes (no foreign key: ours has none since migration 0011). Nothing else is
+on the path: no ORM, no validation, no round-trip check of the JSON, no
+trigger (the feed's ``txid`` is the writing transaction's id, given in the
+``INSERT``).
 
 * Every statement is prepared (``prepare=True``), but the full fold's
   server-side cursor (a ``DECLARE`` is not).
@@ -39,9 +40,6 @@ ITERSIZE = 2000  # rows per fetch of the server-side cursor, as EVENTLOG_CHUNK_S
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS raw_log (LIKE django_eventlog_log INCLUDING ALL);
 CREATE TABLE IF NOT EXISTS raw_event (LIKE django_eventlog_event INCLUDING ALL);
-ALTER TABLE raw_event DROP CONSTRAINT IF EXISTS raw_event_log_fk;
-ALTER TABLE raw_event ADD CONSTRAINT raw_event_log_fk
-    FOREIGN KEY (log_id) REFERENCES raw_log (id);
 """
 # The feed's column (migration 0007) gets the writing transaction's id, as
 # the library's trigger gives it (without the trigger's look at the event
