@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Run benchmarks/eventstores.py, then benchmarks/feed_write_cost.py,
-# benchmarks/metadata_cost.py, benchmarks/schema_versions.py (on PostgreSQL,
-# then on SQLite) and benchmarks/read_side.py (called by `make bench`).
+# benchmarks/metadata_cost.py, benchmarks/schema_cost.py,
+# benchmarks/schema_versions.py (on PostgreSQL, then on SQLite) and
+# benchmarks/read_side.py (called by `make bench`).
 #
 #   scripts/bench.sh [ARGS]     ARGS go to eventstores.py: --quick, --huge,
 #                               --only AD, --stores ours,minimal, -r 5
-#                               (see --help); feed_write_cost.py,
-#                               metadata_cost.py, schema_versions.py and
-#                               read_side.py get --quick if ARGS has it
+#                               (see --help); the others get --quick if
+#                               ARGS has it
 #
 # PostgreSQL: the server PGHOST (PGPORT, PGUSER, PGPASSWORD) names, if set;
 # otherwise a throwaway cluster on 127.0.0.1 with PostgreSQL's default
