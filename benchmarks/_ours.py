@@ -62,6 +62,10 @@ class OursStore:
         """After a conflict: reduce again (the cache holds the older events)."""
         return Log.objects.reduce(log_id, Account)
 
+    def state(self, log_id: uuid.UUID) -> LogState:
+        """After a conflict: the log's next index, no aggregate."""
+        return Log.objects.state(log_id)
+
     def reduce(self, log_id: uuid.UUID) -> Folded:
         reduction = Log.objects.reduce(log_id, Account)
         account = reduction.aggregate

@@ -1,5 +1,5 @@
 """What the benchmarks share: the domain of ``benchmarks/eventstores.py``'s
-three stores, and the text tables every benchmark prints.
+stores, and the text tables every benchmark prints.
 
 Every store keeps the same domain: an account whose events are all
 ``Credited(amount: int, note: str)``, the first one included (index 0).
@@ -11,12 +11,22 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 NOTE = "benchmark credit"
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered id (RFC 9562 version 7), as django-eventlog gives its logs."""
+    millis = time.time_ns() // 1_000_000
+    random = int.from_bytes(os.urandom(10), "big") & ((1 << 74) - 1)
+    # 48 bits of time, version 7, 12 random bits, variant 0b10, 62 random bits.
+    high, low = random >> 62, random & ((1 << 62) - 1)
+    return uuid.UUID(int=millis << 80 | 0x7 << 76 | high << 64 | 0b10 << 62 | low)
 
 
 class Conflict(Exception):

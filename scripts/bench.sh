@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Run benchmarks/eventstores.py, then benchmarks/feed_write_cost.py,
-# benchmarks/metadata_cost.py, benchmarks/schema_versions.py (on PostgreSQL,
-# then on SQLite) and benchmarks/read_side.py (called by `make bench`).
+# benchmarks/metadata_cost.py, benchmarks/schema_cost.py,
+# benchmarks/schema_versions.py (on PostgreSQL, then on SQLite) and
+# benchmarks/read_side.py (called by `make bench`).
 #
 #   scripts/bench.sh [ARGS]     ARGS go to eventstores.py: --quick, --huge,
-#                               --only AD, --stores ours,raw, -r 5 (see --help);
-#                               feed_write_cost.py, metadata_cost.py,
-#                               schema_versions.py and read_side.py get
-#                               --quick if ARGS has it
+#                               --only AD, --stores ours,minimal, -r 5
+#                               (see --help); the others get --quick if
+#                               ARGS has it
 #
 # PostgreSQL: the server PGHOST (PGPORT, PGUSER, PGPASSWORD) names, if set;
 # otherwise a throwaway cluster on 127.0.0.1 with PostgreSQL's default
 # durability settings (scripts/postgres.sh with EVENTLOG_PG_DURABLE=1).
 # Redis: REDIS_URL, if set; otherwise a throwaway redis-server on 127.0.0.1.
 # Both are stopped and removed afterwards. django-eventlogs runs with
-# server-side binding and prepared statements, as docs/performance
-# recommends (EVENTLOG_PG_PREPARE=0: Django's default client-side binding).
+# Django's default database OPTIONS, as a user who leaves them alone gets
+# them (EVENTLOG_PG_PREPARE=1: the OPTIONS docs/performance used to
+# recommend, server-side binding and prepared statements).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ if [[ -z ${REDIS_URL:-} ]]; then
     eval "$(bash scripts/redis.sh start)"
     REDIS_DIR=$EVENTLOG_REDIS_DIR
 fi
-export EVENTLOG_PG_PREPARE=${EVENTLOG_PG_PREPARE:-1}
+export EVENTLOG_PG_PREPARE=${EVENTLOG_PG_PREPARE:-0}
 "$VENV/bin/python" benchmarks/eventstores.py "$@"
 declare -a QUICK=()
 for arg in "$@"; do
