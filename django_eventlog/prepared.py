@@ -39,18 +39,17 @@ from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.backends.utils import CursorWrapper
-from django.utils.asyncio import async_unsafe
 
 from .conf import conf
 
 __all__ = ["prepared_cursor"]
 
 
-#: Where a connection keeps its cursors: {binary: (psycopg connection, cursor)}.
+#: Where a connection keeps its cursors: {binary: (psycopg connection,
+#: Django's wrapper of the cursor)}.
 _CURSORS = "_django_eventlog_cursors"
 
 
-@async_unsafe
 def prepared_cursor(
     connection: BaseDatabaseWrapper, *, prepare: bool = True, binary: bool = False
 ) -> CursorWrapper:
@@ -59,10 +58,13 @@ def prepared_cursor(
     as batches, or ``EVENTLOG_PREPARED_STATEMENTS`` is False); Django's own
     cursor where that does not apply (see the module's docstring).
 
-    The psycopg cursor under it is made once per connection and kept (its
-    ``close()`` keeps it open): making one, and checking its time zone, cost
-    more than an append's own Python. ``binary``: the one kept for a caller
-    that reads rows in the binary format (the feed), so the other keeps text.
+    The psycopg cursor under it, and Django's wrapper of it, are made once
+    per connection and kept (the cursor's ``close()`` keeps it open):
+    making them, and checking the time zone, cost more than an append's own
+    Python. ``binary``: the one kept for a caller that reads rows in the
+    binary format (the feed), so the other keeps text. Not from async code:
+    ``ensure_connection()`` raises ``SynchronousOnlyOperation`` there, as
+    Django's ``cursor()`` does.
     """
     cursor_class = _bound_cursor_class()
     if (
@@ -79,21 +81,27 @@ def prepared_cursor(
     connection.close_if_health_check_failed()
     connection.ensure_connection()
     raw = connection.connection
-    if not isinstance(raw, cursor_class.connection_class):  # psycopg 2's
-        return connection.cursor()
-    kept: dict[bool, tuple[Any, Any]] = connection.__dict__.setdefault(_CURSORS, {})
+    kept: dict[bool, tuple[Any, CursorWrapper]] | None = getattr(
+        connection, _CURSORS, None
+    )
+    if kept is None:
+        kept = {}
+        setattr(connection, _CURSORS, kept)
     found = kept.get(binary)
     if (
         found is not None
         and found[0] is raw
-        and found[1].timezone == connection.timezone
+        and found[1].cursor.timezone == connection.timezone
     ):
-        cursor = found[1]
+        wrapper = found[1]
     else:
+        if not isinstance(raw, cursor_class.connection_class):  # psycopg 2's
+            return connection.cursor()
         with connection.wrap_database_errors:
             cursor = cursor_class(raw)
             _use_connection_timezone(connection, cursor)
-        kept[binary] = (raw, cursor)
+        wrapper = connection.make_cursor(cursor)
+        kept[binary] = (raw, wrapper)
     prepare = prepare and conf.EVENTLOG_PREPARED_STATEMENTS
     if prepare and raw.prepare_threshold is None:
         # Django turns psycopg's preparing off for the whole connection
@@ -102,9 +110,9 @@ def prepared_cursor(
         # one lets this cursor's explicit prepare=True through and prepares
         # nothing else.
         raw.prepare_threshold = sys.maxsize
-    cursor.eventlog_prepare = prepare
+    wrapper.cursor.eventlog_prepare = prepare
     connection.validate_thread_sharing()
-    return connection.make_cursor(cursor)
+    return wrapper
 
 
 def _use_connection_timezone(connection: BaseDatabaseWrapper, cursor: Any) -> None:

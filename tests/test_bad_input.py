@@ -895,6 +895,7 @@ def test_refused_log_ids_are_refused(log_id: Any) -> None:
         attempt(Log.objects.append, LogState(log_id, 1), Whole(1)),
         attempt(Log.objects.load, log_id),
         attempt(Log.objects.reduce, log_id, Count),
+        attempt(Log.objects.state, log_id),
     ]
     if log_id is not None:  # create_log(log_id=None) makes up an id
         outcomes.append(
@@ -924,6 +925,7 @@ def test_log_ids_name_a_log_or_are_refused(
             "append": lambda: Log.objects.append(LogState(log_id, 1), Whole(1)),
             "load": lambda: Log.objects.load(log_id),
             "reduce": lambda: Log.objects.reduce(log_id, Count),
+            "state": lambda: Log.objects.state(log_id),
             "create_log": lambda: Log.objects.create_log(
                 Whole(0), kind="ids", log_id=log_id
             ),
@@ -931,6 +933,7 @@ def test_log_ids_name_a_log_or_are_refused(
         if asynchronous:
             calls["load"] = lambda: async_to_sync(Log.objects.aload)(log_id)
             calls["reduce"] = lambda: async_to_sync(Log.objects.areduce)(log_id, Count)
+            calls["state"] = lambda: async_to_sync(Log.objects.astate)(log_id)
         outcomes: dict[str, object] = {}
         for name, call in calls.items():  # in this order
             outcomes[name] = attempt(call)
@@ -956,7 +959,7 @@ def test_log_ids_name_a_log_or_are_refused(
                 assert isinstance(outcome, Reduction)
                 assert outcome.aggregate == Count(2, [Whole.type_name] * 2)
                 assert outcome.log_id == target
-            else:
+            else:  # append, then state: the log holds events 0 and 1
                 assert target is not None
                 assert outcome == LogState(target, 2), repr(outcome)
 
