@@ -12,13 +12,11 @@ autocommit, from the calling process (A) or from WORKERS spawned ones (B).
 from __future__ import annotations
 
 import importlib
-import multiprocessing
-import os
 import time
-import uuid
 from typing import Any, NamedTuple
 
 import psycopg
+from _shared import spawn_workers, uuid7
 
 #: Events per log, as eventstores.py.
 EVENTS_PER_LOG = 10
@@ -39,15 +37,6 @@ class Writes(NamedTuple):
     logs: bool
     #: Whether the statements take a schema version (NULL: version 1).
     version: bool
-
-
-def uuid7() -> uuid.UUID:
-    """A time-ordered UUID (RFC 9562 version 7): new logs land at the right
-    end of the primary key's index, as the library's ids do."""
-    value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = (value & ~(0xF << 76)) | (0x7 << 76)
-    value = (value & ~(0x3 << 62)) | (0x2 << 62)
-    return uuid.UUID(int=value)
 
 
 def migration(name: str) -> list[str]:
@@ -202,21 +191,6 @@ def in_workers(conninfo: str, writes: Writes, logs: int) -> tuple[float, int]:
     """B: WORKERS spawned processes write ``logs`` logs each, started
     together; return (wall seconds from the first start to the last end,
     events)."""
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(WORKERS)
-    results = context.Queue()
-    processes = [
-        context.Process(target=worker, args=(conninfo, writes, logs, barrier, results))
-        for _ in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=1800) for _ in processes]
-    for process in processes:
-        process.join()
-    # The first failure aborts the barrier: the others then report that.
-    errors = sorted((e for *_, e in outcomes if e), key=lambda e: "Barrier" in e)
-    if errors:
-        raise SystemExit(f"schema_cost worker failed: {errors[0]}")
+    outcomes = spawn_workers(WORKERS, worker, (conninfo, writes, logs), "schema_cost")
     wall = max(o[1] for o in outcomes) - min(o[0] for o in outcomes)
     return wall, sum(o[2] for o in outcomes)

@@ -9,11 +9,12 @@ amounts, the number of events and the index the next event takes.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, NamedTuple
 
@@ -37,6 +38,33 @@ class Folded(NamedTuple):
     balance: int
     events: int
     next_index: int
+
+
+def spawn_workers(
+    count: int, target: Callable[..., None], args: tuple[Any, ...], what: str
+) -> list[tuple[Any, ...]]:
+    """Run ``target(*args, barrier, results)`` in ``count`` spawned processes
+    and return what each put on ``results``: a tuple whose last item is an
+    error's text, or None. Each waits at ``barrier`` before its timed work,
+    and aborts it when it fails; the first real failure exits, naming
+    ``what``."""
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(count)
+    results = context.Queue()
+    processes = [
+        context.Process(target=target, args=(*args, barrier, results))
+        for _ in range(count)
+    ]
+    for process in processes:
+        process.start()
+    outcomes: list[tuple[Any, ...]] = [results.get(timeout=1800) for _ in processes]
+    for process in processes:
+        process.join()
+    # The first failure aborts the barrier: the others then report that.
+    errors = sorted((o[-1] for o in outcomes if o[-1]), key=lambda e: "Barrier" in e)
+    if errors:
+        raise SystemExit(f"{what} worker failed: {errors[0]}")
+    return outcomes
 
 
 def table(rows: Sequence[Sequence[str]]) -> str:

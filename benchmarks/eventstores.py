@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import multiprocessing
 import os
 import platform
 import statistics
@@ -52,7 +51,13 @@ from typing import Any, Protocol, runtime_checkable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT), str(ROOT / "benchmarks")) if p not in sys.path]
 
-from _shared import Conflict, Folded, table, throwaway_database  # noqa: E402
+from _shared import (  # noqa: E402
+    Conflict,
+    Folded,
+    spawn_workers,
+    table,
+    throwaway_database,
+)
 
 KINDS = ("ours", "raw", "minimal", "peer")
 WORKERS = 4
@@ -264,24 +269,7 @@ def in_workers(
     kind: str, params: dict[str, Any], task: str, size: int, log_id: uuid.UUID | None
 ) -> tuple[float, int, int]:
     """Run WORKERS processes; return (wall seconds, appends, conflicts)."""
-    context = multiprocessing.get_context("spawn")
-    barrier = context.Barrier(WORKERS)
-    results = context.Queue()
-    processes = [
-        context.Process(
-            target=worker, args=(kind, params, task, size, log_id, barrier, results)
-        )
-        for _ in range(WORKERS)
-    ]
-    for process in processes:
-        process.start()
-    outcomes = [results.get(timeout=1800) for _ in processes]
-    for process in processes:
-        process.join()
-    # The first failure aborts the barrier: the others then report that.
-    errors = sorted((e for *_, e in outcomes if e), key=lambda e: "Barrier" in e)
-    if errors:
-        raise SystemExit(f"{kind} worker failed: {errors[0]}")
+    outcomes = spawn_workers(WORKERS, worker, (kind, params, task, size, log_id), kind)
     wall = max(end for _, end, *_ in outcomes) - min(s for s, *_ in outcomes)
     return wall, sum(o[2] for o in outcomes), sum(o[3] for o in outcomes)
 

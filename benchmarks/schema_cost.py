@@ -78,11 +78,16 @@ from _schema_cost_worker import (  # noqa: E402
     connect,
     in_workers,
     schema_sql,
-    uuid7,
     variant_writes,
     write_logs,
 )
-from _shared import postgresql_line, progress, table, throwaway_database  # noqa: E402
+from _shared import (  # noqa: E402
+    postgresql_line,
+    progress,
+    table,
+    throwaway_database,
+    uuid7,
+)
 from eventstores import conninfo, server, setup_django  # noqa: E402
 
 SCHEMA = "schema_cost"
