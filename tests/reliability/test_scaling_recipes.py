@@ -8,7 +8,6 @@ settings module names them, and the partitioning DDL by running it.
 from __future__ import annotations
 
 import contextlib
-import copy
 import shutil
 import subprocess
 import tempfile
@@ -41,6 +40,7 @@ from django_eventlog import (
 )
 from django_eventlog.models import Event
 from tests.conftest import ON_POSTGRESQL, stats_delta
+from tests.databases import database_alias
 from tests.domain import Account, Deposited, Opened
 from tests.redis_server import free_port
 from tests.versions import release
@@ -78,24 +78,6 @@ def _on_server(statement: str, name: str) -> None:
     params = _server_params(connections["default"].settings_dict, "postgres")
     with psycopg.connect(**params, autocommit=True) as conn:
         conn.execute(sql.SQL(statement).format(sql.Identifier(name)))
-
-
-@contextmanager
-def database_alias(alias: str, **changes: Any) -> Iterator[dict[str, Any]]:
-    """DATABASES[alias]: a copy of "default" with ``changes``, for the test."""
-    config = copy.deepcopy(connections["default"].settings_dict)
-    config.update(changes)
-    connections.settings[alias] = config
-    try:
-        # Connected now: Django's test case refuses to open a connection to
-        # an alias it was not told about, but lets an open one be used.
-        connections[alias].connect()
-        yield config
-    finally:
-        connections[alias].close()
-        with contextlib.suppress(AttributeError):  # never opened in this thread
-            del connections[alias]
-        del connections.settings[alias]
 
 
 @contextmanager
