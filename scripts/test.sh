@@ -202,7 +202,7 @@ do_postgresql() {
         step "pytest (PostgreSQL)" with_db postgresql \
             run_pytest -m "not packaging and not sqlite"
         # Not timed: a tiny run keeps the comparison benchmarks working.
-        step "benchmarks/eventstores.py, feed_write_cost.py, metadata_cost.py (quick)" \
+        step "make bench --quick (scripts/bench.sh: eventstores, feed, metadata, schema_cost, ...)" \
             bash scripts/bench.sh --quick
         step "benchmarks/gap_guard.py (quick)" python benchmarks/gap_guard.py --quick
         [[ ${WITH_COMPAT:-0} == 1 ]] && do_compat
