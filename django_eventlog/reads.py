@@ -138,7 +138,7 @@ class LogReads(models.Manager[M]):
         used: an ``append`` with it is still checked by the database.
 
         Raises ``LogNotFound`` for no such log, and with ``kind`` for a log
-        of another kind.
+        of another kind; ``InvalidArgument`` for a malformed id or kind.
         """
         log_id = parse_log_id(log_id)
         using = self._write_db()
