@@ -10,6 +10,8 @@
   and moved by each batch (:class:`CheckpointStatements`).
 - :mod:`~django_eventlog.sql.locks`: the projections' advisory locks
   (PostgreSQL).
+- :mod:`~django_eventlog.sql.per_alias`: :class:`PerAlias`, which builds
+  each set of statements once per database alias.
 
 :mod:`django_eventlog.queries`, :mod:`django_eventlog.feed_queries` and
 :mod:`django_eventlog.checkpoint_queries` run them on a plain cursor,

@@ -13,6 +13,8 @@ from django.apps import apps
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .per_alias import PerAlias
+
 __all__ = ["CatalogStatements", "catalog_statements"]
 
 
@@ -20,7 +22,6 @@ class CatalogStatements:
     """The store-wide statements of one database alias, built once."""
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
-        self.vendor = connection.vendor
         log_model = apps.get_model("django_eventlog", "Log")
         event_model = apps.get_model("django_eventlog", "Event")
         qn = connection.ops.quote_name
@@ -74,12 +75,5 @@ class CatalogStatements:
             )
 
 
-_catalog_statements: dict[str, CatalogStatements] = {}
-
-
-def catalog_statements(connection: BaseDatabaseWrapper) -> CatalogStatements:
-    """The store-wide statements of ``connection``'s alias."""
-    found = _catalog_statements.get(connection.alias)
-    if found is None or found.vendor != connection.vendor:
-        found = _catalog_statements[connection.alias] = CatalogStatements(connection)
-    return found
+#: The store-wide statements of a connection's alias.
+catalog_statements = PerAlias(CatalogStatements)

@@ -18,6 +18,8 @@ from django.apps import apps
 from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .per_alias import PerAlias
+
 __all__ = ["CheckpointStatements", "checkpoint_statements"]
 
 
@@ -51,14 +53,5 @@ class CheckpointStatements:
         )
 
 
-_checkpoint_statements: dict[str, CheckpointStatements] = {}
-
-
-def checkpoint_statements(connection: BaseDatabaseWrapper) -> CheckpointStatements:
-    """The checkpoint's statements of ``connection``'s alias."""
-    found = _checkpoint_statements.get(connection.alias)
-    if found is None:
-        found = _checkpoint_statements[connection.alias] = CheckpointStatements(
-            connection
-        )
-    return found
+#: The checkpoint's statements of a connection's alias.
+checkpoint_statements = PerAlias(CheckpointStatements)

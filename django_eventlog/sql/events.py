@@ -21,6 +21,8 @@ from django.apps import apps
 from django.db import IntegrityError, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from .per_alias import PerAlias
+
 __all__ = [
     "LOG_INDEX_CONSTRAINT",
     "NO_GAP",
@@ -87,7 +89,6 @@ class Statements:
     """The SQL of one database alias, built once."""
 
     def __init__(self, connection: BaseDatabaseWrapper) -> None:
-        self.vendor = connection.vendor
         log_model, event_model = _models()
         qn = connection.ops.quote_name
         self.log_table = log_table = qn(log_model._meta.db_table)
@@ -326,16 +327,9 @@ class Statements:
         return convert
 
 
-_statements: dict[str, Statements] = {}
-
-
-def statements(connection: BaseDatabaseWrapper) -> Statements:
-    """The statements of ``connection``'s alias."""
-    # Per alias: the converters are bound to the alias's settings (TIME_ZONE).
-    found = _statements.get(connection.alias)
-    if found is None or found.vendor != connection.vendor:
-        found = _statements[connection.alias] = Statements(connection)
-    return found
+#: The statements of a connection's alias (per alias: the converters are
+#: bound to the alias's settings, TIME_ZONE).
+statements = PerAlias(Statements)
 
 
 def db_uuid(value: uuid.UUID, connection: BaseDatabaseWrapper) -> Any:

@@ -21,6 +21,7 @@ from typing import Any
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from .events import statements
+from .per_alias import PerAlias
 
 __all__ = ["FeedRow", "FeedStatements", "feed_statements"]
 
@@ -209,12 +210,5 @@ def _psycopg3() -> bool:
     return bool(is_psycopg3)
 
 
-_feed_statements: dict[str, FeedStatements] = {}
-
-
-def feed_statements(connection: BaseDatabaseWrapper) -> FeedStatements:
-    """The feed's statements of ``connection``'s alias."""
-    found = _feed_statements.get(connection.alias)
-    if found is None or found.postgresql != (connection.vendor == "postgresql"):
-        found = _feed_statements[connection.alias] = FeedStatements(connection)
-    return found
+#: The feed's statements of a connection's alias.
+feed_statements = PerAlias(FeedStatements)
